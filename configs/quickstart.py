@@ -1,0 +1,23 @@
+"""Quickstart: a DCGAN on the 5,000 real MNIST digits bundled offline, minutes on a CPU.
+
+  python -m dcgan_jax.main --config=configs/quickstart.py --workdir=/tmp/quickstart
+"""
+
+from configs import default
+
+
+def get_config():
+  """Returns the quickstart configuration."""
+  config = default.get_config()
+  config.dataset = 'offline_mnist'
+  config.image_size = 28
+  config.batch_size = 64
+  config.num_train_steps = 2_500
+  config.log_every_steps = 50
+  config.sample_every_steps = 250
+  config.checkpoint_every_steps = 500
+  config.model.arch = 'dcgan'
+  config.model.latent_dim = 64
+  config.model.g_features = 32
+  config.model.d_features = 32
+  return config

@@ -1,0 +1,1 @@
+"""DCGAN and its variants in JAX/Flax."""

@@ -1,0 +1,1 @@
+"""Analysis tools: latent walks and arithmetic, feature probes, training curves, run reports."""

@@ -1,0 +1,253 @@
+"""Training curves read back from a run's TensorBoard event files, as PNGs and tables."""
+
+import collections
+import glob
+import math
+import os
+
+import matplotlib
+matplotlib.use('Agg')  # Files only; never open a window.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=wrong-import-position
+from tensorboard.util import tensor_util  # pylint: disable=wrong-import-position
+
+# Which way is better for the metrics that have a "best"; other scalars
+# (losses, D outputs) only have a final value worth reporting.
+LOWER_IS_BETTER = ('fid', 'kid')
+HIGHER_IS_BETTER = ('is',)
+LOSS_TAGS = ('d_loss', 'g_loss')
+D_PROB_TAGS = ('d_real', 'd_fake')
+D_ACC_TAGS = ('d_acc_real', 'd_acc_fake')
+QUALITY_TAGS = ('fid', 'kid', 'is')
+TITLES = {'fid': 'FID (lower is better)', 'kid': 'KID (lower is better)',
+          'is': 'Inception score (higher is better)'}
+
+
+def _event_dirs(workdir, recursive):
+  pattern = os.path.join(workdir, '**' if recursive else '', 'events.out.tfevents.*')
+  return sorted({os.path.dirname(p) for p in glob.glob(pattern, recursive=recursive)})
+
+
+def read_scalars(workdir, tags=None, recursive=False):
+  """Reads every scalar of a run, however it was written.
+
+  clu's writer (tf.summary) stores scalars as tensor summaries of the 'scalars'
+  plugin; older tf.compat.v1 / tensorboardX writers store simple values. Both
+  are read. A resumed run rewrites the steps after its last checkpoint; for a
+  step written more than once the last write (by wall time) wins, which is the
+  curve of the run that continued.
+
+  Args:
+    workdir: the run's directory (clu writes its event files there).
+    tags: names to keep (default all).
+    recursive: also read event files in subdirectories (merged by tag).
+
+  Returns:
+    {tag: (steps int64 [T], values float64 [T])}, sorted by step.
+  """
+  records = collections.defaultdict(list)  # tag -> [(wall_time, step, value)]
+  for directory in _event_dirs(workdir, recursive):
+    accumulator = event_accumulator.EventAccumulator(
+        directory, size_guidance={event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0},
+        purge_orphaned_data=False)  # We resolve rewritten steps ourselves, below.
+    accumulator.Reload()
+    available = accumulator.Tags()
+    for tag in available['scalars']:
+      if tags is None or tag in tags:
+        records[tag].extend((e.wall_time, e.step, e.value) for e in accumulator.Scalars(tag))
+    for tag in available['tensors']:
+      if tags is not None and tag not in tags:
+        continue
+      plugin = accumulator.SummaryMetadata(tag).plugin_data.plugin_name
+      if plugin != 'scalars':  # Images, histograms, text are tensors too.
+        continue
+      for e in accumulator.Tensors(tag):
+        value = tensor_util.make_ndarray(e.tensor_proto)
+        if value.size == 1:
+          records[tag].append((e.wall_time, e.step, float(value.reshape(()))))
+  scalars = {}
+  for tag, rows in records.items():
+    latest = {}
+    for _, step, value in sorted(rows, key=lambda r: r[0]):
+      latest[step] = value
+    steps = np.array(sorted(latest), np.int64)
+    scalars[tag] = (steps, np.array([latest[s] for s in steps], np.float64))
+  return scalars
+
+
+def smooth(values, weight):
+  """TensorBoard's debiased exponential moving average (weight 0 = raw)."""
+  if not weight:
+    return np.asarray(values, np.float64)
+  smoothed, last, debias = [], 0.0, 1.0
+  for v in values:
+    last = weight * last + (1 - weight) * v
+    debias *= weight
+    smoothed.append(last / (1 - debias))
+  return np.array(smoothed)
+
+
+def summarize_scalars(scalars):
+  """Final and (for FID/KID/IS) best value of each scalar.
+
+  Returns:
+    {tag: {'final_step', 'final', and for quality metrics 'best_step', 'best'}}.
+  """
+  summary = {}
+  for tag, (steps, values) in scalars.items():
+    if not len(steps):
+      continue
+    entry = {'final_step': int(steps[-1]), 'final': float(values[-1])}
+    finite = np.isfinite(values)
+    if tag in LOWER_IS_BETTER + HIGHER_IS_BETTER and finite.any():
+      pick = np.nanargmin if tag in LOWER_IS_BETTER else np.nanargmax
+      i = int(pick(np.where(finite, values, np.nan)))
+      entry.update(best_step=int(steps[i]), best=float(values[i]))
+    summary[tag] = entry
+  return summary
+
+
+def _save(fig, path):
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
+def _plot_panel(ax, scalars, tags, smoothing, title, ylabel, hline=None):
+  for tag in tags:
+    if tag in scalars:
+      steps, values = scalars[tag]
+      line, = ax.plot(steps, smooth(values, smoothing), label=tag, lw=1.2)
+      if smoothing:  # The raw curve faintly behind, as TensorBoard does.
+        ax.plot(steps, values, color=line.get_color(), alpha=0.25, lw=0.8)
+  if hline is not None:
+    ax.axhline(hline, color='gray', ls='--', lw=0.8)
+  ax.set_title(title)
+  ax.set_xlabel('step')
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  if ax.lines:
+    ax.legend(fontsize='small')
+
+
+def plot_losses(scalars, path, smoothing=0.0):
+  """D and G losses over steps."""
+  fig, ax = plt.subplots(figsize=(7, 4))
+  _plot_panel(ax, scalars, LOSS_TAGS, smoothing, 'Losses', 'loss')
+  return _save(fig, path)
+
+
+def plot_discriminator(scalars, path, smoothing=0.0):
+  """D's mean probability of 'real' and its accuracy on real and fake batches.
+
+  The dashed line at 0.5 is where D can no longer tell the two apart.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+  _plot_panel(axes[0], scalars, D_PROB_TAGS, smoothing, 'Mean D(x)', 'probability real', 0.5)
+  _plot_panel(axes[1], scalars, D_ACC_TAGS, smoothing, 'D accuracy', 'accuracy', 0.5)
+  for ax in axes:
+    ax.set_ylim(-0.02, 1.02)
+  return _save(fig, path)
+
+
+def plot_quality(scalars, path):
+  """FID / KID / IS over steps, one panel each; None when none was logged."""
+  present = [t for t in QUALITY_TAGS if t in scalars]
+  if not present:
+    return None
+  fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 4), squeeze=False)
+  for ax, tag in zip(axes[0], present):
+    _plot_panel(ax, scalars, [tag], 0.0, TITLES[tag], tag)
+    ax.lines[0].set_marker('o')
+  return _save(fig, path)
+
+
+def plot_training_curves(workdir, outdir=None, smoothing=0.0):
+  """Writes the loss, D and quality plots of a run that has them.
+
+  Returns:
+    {'losses' | 'discriminator' | 'quality': png path} for the plots written.
+  """
+  outdir = outdir or os.path.join(workdir, 'plots')
+  scalars = read_scalars(workdir)
+  paths = {}
+  if any(t in scalars for t in LOSS_TAGS):
+    paths['losses'] = plot_losses(scalars, os.path.join(outdir, 'losses.png'), smoothing)
+  if any(t in scalars for t in D_PROB_TAGS + D_ACC_TAGS):
+    paths['discriminator'] = plot_discriminator(
+        scalars, os.path.join(outdir, 'discriminator.png'), smoothing)
+  quality = plot_quality(scalars, os.path.join(outdir, 'quality.png'))
+  if quality:
+    paths['quality'] = quality
+  return paths
+
+
+def _as_runs(runs):
+  """{label: workdir} from a dict or a list of workdirs (labelled by basename)."""
+  if isinstance(runs, dict):
+    return dict(runs)
+  return {os.path.basename(os.path.normpath(w)): w for w in runs}
+
+
+def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
+  """Plots the same scalar(s) of several runs on shared axes, one panel a tag.
+
+  Args:
+    runs: {label: workdir} or a list of workdirs.
+    path: output PNG.
+    tags: scalar names, e.g. ('fid',) or ('d_loss', 'g_loss').
+    smoothing: EMA weight for noisy scalars like losses.
+    logy: log-scale y axes (FID spans 10..300 across the studies' runs).
+
+  Returns:
+    The path.
+  """
+  runs = _as_runs(runs)
+  data = {label: read_scalars(workdir, tags) for label, workdir in runs.items()}
+  ncols = min(len(tags), 3)
+  nrows = math.ceil(len(tags) / ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False)
+  for ax, tag in zip(axes.flat, tags):
+    for label, scalars in data.items():
+      if tag in scalars:
+        steps, values = scalars[tag]
+        ax.plot(steps, smooth(values, smoothing), label=label, lw=1.2,
+                marker='o' if len(steps) < 30 else None, ms=3)
+    ax.set_title(TITLES.get(tag, tag))
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+    if logy:
+      ax.set_yscale('log')
+    if ax.lines:
+      ax.legend(fontsize='small')
+  for ax in list(axes.flat)[len(tags):]:
+    ax.axis('off')
+  return _save(fig, path)
+
+
+def runs_table(runs, tags=('fid', 'kid', 'is', 'd_loss', 'g_loss'), precision=4):
+  """A Markdown table with one row per run: best (where defined) and final values.
+
+  Quality metrics show 'best (step) / final'; other scalars show the final
+  value. Missing scalars show '-'.
+  """
+  runs = _as_runs(runs)
+  header = '| run | ' + ' | '.join(tags) + ' |'
+  lines = [header, '|' + '---|' * (len(tags) + 1)]
+  for label, workdir in runs.items():
+    summary = summarize_scalars(read_scalars(workdir, tags))
+    cells = []
+    for tag in tags:
+      entry = summary.get(tag)
+      if entry is None:
+        cells.append('-')
+      elif 'best' in entry:
+        cells.append(f"{entry['best']:.{precision}g} ({entry['best_step']}) / "
+                     f"{entry['final']:.{precision}g}")
+      else:
+        cells.append(f"{entry['final']:.{precision}g}")
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,220 @@
+"""TFDS input pipelines: per-process shards, seeded order, [-1, 1] images batched per device.
+
+The order of the training examples is a pure function of (config.seed, step):
+epoch e is the host's shard shuffled with a seed derived from (seed, e), and a
+run that starts at step s skips exactly the s * local_batch examples an unbroken
+run would have consumed. A resumed run therefore sees the same batches as one
+that never stopped, with no iterator state in the checkpoint.
+"""
+
+import dataclasses
+import os
+import socket
+from typing import Iterator
+
+import flax.jax_utils
+import jax
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import dcgan_jax.datasets  # noqa: F401  (registers the offline_mnist builder)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How to read one dataset from TFDS."""
+  tfds_name: str
+  native_size: int  # Side of the (cropped) source images.
+  num_channels: int
+  train_split: str = 'train'
+  eval_split: str = 'test'
+  transpose: bool = False  # EMNIST stores its images transposed.
+  center_crop: bool = False  # Crop the central square before resizing (celeb_a).
+
+
+DATASETS = {
+    'offline_mnist': DatasetSpec('offline_mnist', 28, 1),
+    'mnist': DatasetSpec('mnist', 28, 1),
+    'emnist': DatasetSpec('emnist/balanced', 28, 1, transpose=True),
+    'fashion_mnist': DatasetSpec('fashion_mnist', 28, 1),
+    'cifar10': DatasetSpec('cifar10', 32, 3),
+    'celeb_a': DatasetSpec('celeb_a', 178, 3, center_crop=True),
+}
+# Where TFDS downloads most datasets from; probed before a download is tried.
+TFDS_DOWNLOAD_HOST = 'storage.googleapis.com'
+# A process's shard is decoded once and kept in memory when it fits in this many bytes.
+IN_MEMORY_LIMIT_BYTES = 1 << 30
+
+
+class DatasetUnavailableError(RuntimeError):
+  """A TFDS dataset is neither prepared locally nor downloadable."""
+
+
+def get_spec(dataset: str) -> DatasetSpec:
+  """The spec of `dataset`: a key of DATASETS, or one with a TFDS config ('emnist/letters')."""
+  base, _, tfds_config = dataset.partition('/')
+  if base not in DATASETS:
+    raise ValueError(f'Unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}.')
+  spec = DATASETS[base]
+  if tfds_config:
+    spec = dataclasses.replace(spec, tfds_name=f'{spec.tfds_name.split("/")[0]}/{tfds_config}')
+  return spec
+
+
+def _unavailable_message(name, builder, error):
+  data_dir = builder.data_dir if builder is not None else '(unknown)'
+  manual_dir = os.path.join(os.path.dirname(os.path.dirname(str(data_dir))), 'downloads', 'manual')
+  return (
+      f'Dataset {name!r} is not prepared in {data_dir} and could not be downloaded ({error}).\n'
+      f'Fix: on a machine with network access run `tfds build {name}` (or any run of this '
+      f'project with that dataset), then copy its folder {data_dir} to the same place here, '
+      f'or set --config.data_dir to a folder that holds it. Source files placed by hand go in '
+      f'{manual_dir}. With no network at all, use --config.dataset=offline_mnist.')
+
+
+def _download_host_reachable(timeout=5.0):
+  """Whether TFDS's download host answers; TFDS itself retries for minutes when offline."""
+  try:
+    socket.create_connection((TFDS_DOWNLOAD_HOST, 443), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def get_builder(dataset: str, data_dir=None, download: bool = True):
+  """A prepared TFDS builder for `dataset`, or a DatasetUnavailableError saying how to get it."""
+  name = get_spec(dataset).tfds_name
+  builder = None
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+      if not download:
+        raise FileNotFoundError('downloads are switched off')
+      if name != 'offline_mnist' and not _download_host_reachable():
+        raise ConnectionError(f'no network connection to {TFDS_DOWNLOAD_HOST}')
+      builder.download_and_prepare()
+  except DatasetUnavailableError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # TFDS raises many kinds of network and file errors; they all mean the same here.
+    raise DatasetUnavailableError(_unavailable_message(name, builder, f'{type(e).__name__}: {e}')) from e
+  return builder
+
+
+def preprocess(image, spec: DatasetSpec, image_size: int):
+  """uint8 [h, w, c] from TFDS -> uint8 [image_size, image_size, c]."""
+  if spec.transpose:
+    image = tf.transpose(image, (1, 0, 2))
+  if spec.center_crop:
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(h, w)
+    image = tf.image.crop_to_bounding_box(image, (h - side) // 2, (w - side) // 2, side, side)
+  native = spec.native_size
+  if image_size == native and not spec.center_crop:
+    return image
+  if native == 28 and image_size == 32:
+    # MNIST-like digits for 32 px models: pad with background, as is customary.
+    return tf.pad(image, ((2, 2), (2, 2), (0, 0)))
+  image = tf.image.resize(image, (image_size, image_size), method='bilinear', antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+
+
+def _per_process_batch_size(batch_size):
+  if batch_size % jax.device_count():
+    raise ValueError(f'batch_size={batch_size} must be divisible by the number of devices '
+                     f'({jax.device_count()}).')
+  return batch_size // jax.process_count()
+
+
+def _shard_images(builder, spec, split, image_size):
+  """The uint8 images of this process's shard of `split`, and how many there are."""
+  process_split = tfds.split_for_jax_process(split, drop_remainder=False)
+  read_config = tfds.ReadConfig(interleave_cycle_length=1)  # Files in their order.
+  ds = builder.as_dataset(split=process_split, shuffle_files=False, read_config=read_config)
+  num_examples = int(ds.cardinality())
+  if num_examples < 0:  # Unknown to tf.data (e.g. under tfds.testing.mock_data): count.
+    num_examples = int(ds.reduce(0, lambda n, _: n + 1))
+  ds = ds.map(lambda ex: preprocess(ex['image'], spec, image_size),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if num_examples * image_size * image_size * spec.num_channels <= IN_MEMORY_LIMIT_BYTES:
+    # Small enough to decode once and keep in memory: every epoch then costs nothing.
+    images = next(iter(tfds.as_numpy(ds.batch(num_examples))))
+    ds = tf.data.Dataset.from_tensor_slices(images)
+  return ds, num_examples
+
+
+def create_train_dataset(config, start_step: int = 0, builder=None) -> tf.data.Dataset:
+  """Infinite training batches of float32 [local_devices, per_device, H, W, C] in [-1, 1].
+
+  Args:
+    config: the run's config (dataset, data_dir, image_size, batch_size, seed,
+      shuffle_buffer_size).
+    start_step: the first step the batches are for; a run resumed at step s
+      gets the batches an unbroken run would have had from step s on.
+    builder: a prepared TFDS builder; by default `get_builder(config.dataset)`.
+  """
+  spec = get_spec(config.dataset)
+  builder = builder or get_builder(config.dataset, config.data_dir)
+  local_batch = _per_process_batch_size(config.batch_size)
+  num_local_devices = jax.local_device_count()
+  images, num_examples = _shard_images(builder, spec, spec.train_split, config.image_size)
+  if num_examples == 0:
+    raise ValueError(f'Split {spec.train_split!r} of {spec.tfds_name} has no examples for '
+                     f'process {jax.process_index()}.')
+
+  start_epoch, offset = divmod(start_step * local_batch, num_examples)
+  base_seed = np.int64(np.uint32(config.seed) * 1_000_003 + jax.process_index())
+
+  def epoch(e):
+    return images.shuffle(min(config.shuffle_buffer_size, num_examples),
+                          seed=base_seed + e * 7_919, reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(offset)
+  ds = ds.batch(local_batch, drop_remainder=True)
+
+  def to_device_batch(image):
+    image = tf.cast(image, tf.float32) / 127.5 - 1.0
+    shape = (num_local_devices, local_batch // num_local_devices, config.image_size,
+             config.image_size, spec.num_channels)
+    return {'image': tf.reshape(image, shape)}
+
+  ds = ds.map(to_device_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.private_threadpool_size = 2
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def prefetch_to_device(ds: tf.data.Dataset, size: int) -> Iterator[dict]:
+  """Numpy batches from `ds`, `size` of them kept in flight on the local devices."""
+  # tfds.as_numpy gives views of TensorFlow's buffers, which TensorFlow reuses once
+  # the tensor is dropped, while a CPU device_put may alias host memory without a
+  # copy: own the memory first, or queued batches get overwritten.
+  it = (jax.tree.map(np.array, batch) for batch in tfds.as_numpy(ds))
+  if size <= 0:
+    return it
+  return flax.jax_utils.prefetch_to_device(it, size)
+
+
+def create_train_iter(config, start_step: int = 0) -> Iterator[dict]:
+  """Sharded training batches on the local devices, starting at `start_step`."""
+  return prefetch_to_device(create_train_dataset(config, start_step), config.prefetch_to_device)
+
+
+def eval_images(config, num_images: int, batch_size: int = 250, split=None):
+  """Yields uint8 [b, H, W, C] batches of the first `num_images` images of a split.
+
+  These are the real images that generated ones are compared against (FID
+  reference statistics); the order is the dataset's own, so it is stable.
+  """
+  spec = get_spec(config.dataset)
+  builder = get_builder(config.dataset, config.data_dir)
+  split = split or spec.train_split
+  ds = builder.as_dataset(split=split, shuffle_files=False)
+  ds = ds.take(num_images).map(lambda ex: preprocess(ex['image'], spec, config.image_size))
+  yield from tfds.as_numpy(ds.batch(batch_size))
+
+
+def num_channels(config) -> int:
+  return get_spec(config.dataset).num_channels

@@ -1,0 +1,301 @@
+"""Generators and discriminators: DCGAN (28/32/64 px), the standard CNN of Miyato et al., an MLP GAN.
+
+Every model is a Flax Linen module and a pure function of its variables:
+
+  images = generator.apply({'params': p, 'batch_stats': s}, z, train=False)
+  logits = discriminator.apply(d_variables, images, train=False)
+
+`train=True` uses batch statistics in batch norm (and dropout where configured);
+the running averages are updated only when 'batch_stats' is passed as mutable.
+Spectral norm (flax `nn.SpectralNorm`) keeps its power-iteration vector `u` and
+`sigma` in the same 'batch_stats' collection; the stored `u` moves only when the
+discriminator is called with `update_stats=True`, which the train step does once
+per discriminator update and never in the generator update.
+
+Each discriminator block sows its post-activation feature map into the
+'intermediates' collection: `discriminator.apply(v, x, mutable=['intermediates'])`
+returns them as `state['intermediates']['features']`, a tuple in block order.
+"""
+
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# DCGAN (Radford et al. 2016) initialises every weight from N(0, 0.02).
+dcgan_init = nn.initializers.normal(stddev=0.02)
+
+ACTIVATIONS = {
+    'relu': lambda slope: nn.relu,
+    'elu': lambda slope: nn.elu,
+    'silu': lambda slope: nn.silu,
+    'leaky_relu': lambda slope: functools.partial(nn.leaky_relu, negative_slope=slope),
+}
+NORMS = ('batch', 'layer', 'none')
+ARCHS = ('dcgan', 'standard_cnn', 'mlp')
+# The base (first) feature-map side of the DCGAN family, per image size.
+DCGAN_BASE_SIZE = {28: 7, 32: 4, 64: 4}
+
+
+def get_activation(name: str, slope: float = 0.2) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f'Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.')
+  return ACTIVATIONS[name](slope)
+
+
+class Norm(nn.Module):
+  """Batch norm, layer norm or identity, chosen by name.
+
+  Batch norm follows PyTorch's defaults (momentum 0.1, eps 1e-5), as the
+  DCGAN reference does. Layer norm normalises over all of (H, W, C), as a
+  drop-in for batch norm that does not mix examples.
+  """
+  kind: str
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if self.kind == 'batch':
+      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                          dtype=self.dtype)(x)
+    if self.kind == 'layer':
+      return nn.LayerNorm(reduction_axes=tuple(range(1, x.ndim)), feature_axes=-1,
+                          epsilon=1e-5, dtype=self.dtype)(x)
+    if self.kind == 'none':
+      return x
+    raise ValueError(f'Unknown norm {self.kind!r}; choose one of {NORMS}.')
+
+
+class SNWrap(nn.Module):
+  """Applies `layer`, under spectral norm when `enabled`."""
+  layer: nn.Module
+  enabled: bool
+
+  @nn.compact
+  def __call__(self, x, update_stats: bool):
+    if self.enabled:
+      return nn.SpectralNorm(self.layer)(x, update_stats=update_stats)
+    return self.layer(x)
+
+
+def up_conv(features, dtype, use_bias, name=None):
+  """4x4 stride-2 transposed conv doubling H and W (PyTorch ConvTranspose2d(4, 2, 1))."""
+  # A transposed conv of kernel 4, stride 2 with 'SAME' padding in flax equals
+  # PyTorch's padding=1: output side 2H, every output pixel sees 2x2 taps.
+  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME', use_bias=use_bias,
+                          kernel_init=dcgan_init, dtype=dtype, name=name)
+
+
+def down_conv(features, dtype, use_bias, name=None):
+  """4x4 stride-2 conv halving H and W (PyTorch Conv2d(4, 2, padding=1))."""
+  return nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=use_bias,
+                 kernel_init=dcgan_init, dtype=dtype, name=name)
+
+
+class DCGANGenerator(nn.Module):
+  """DCGAN generator: z -> project -> reshape -> 4x4 stride-2 transposed convs -> tanh.
+
+  At 64 px with latent_dim=100, features=64 this is the generator of the
+  PyTorch DCGAN example (its first 1x1 -> 4x4 transposed conv is the dense
+  projection here, with the same weights count).
+  """
+  image_size: int
+  num_channels: int
+  features: int = 64
+  activation: str = 'relu'
+  norm: str = 'batch'
+  leaky_relu_slope: float = 0.2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    base = DCGAN_BASE_SIZE[self.image_size]
+    num_up = int(math.log2(self.image_size // base))
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    # Biases are redundant in front of batch norm (and absent in the reference).
+    use_bias = self.norm != 'batch'
+    width = self.features * 2 ** (num_up - 1)
+    x = nn.Dense(base * base * width, use_bias=use_bias, kernel_init=dcgan_init,
+                 dtype=self.dtype, name='project')(z.astype(self.dtype))
+    x = x.reshape(z.shape[0], base, base, width)
+    x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
+    for i in range(num_up - 1):
+      width //= 2
+      x = up_conv(width, self.dtype, use_bias, name=f'up{i}')(x)
+      x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+    x = up_conv(self.num_channels, self.dtype, False, name='to_image')(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class DCGANDiscriminator(nn.Module):
+  """DCGAN discriminator: 4x4 stride-2 convs + norm + LeakyReLU -> one logit.
+
+  At 64 px with features=64 this is the discriminator of the PyTorch DCGAN
+  example (its last 4x4 valid conv is the dense layer here).
+  """
+  image_size: int
+  features: int = 64
+  activation: str = 'leaky_relu'
+  norm: str = 'batch'
+  leaky_relu_slope: float = 0.2
+  spectral_norm: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, update_stats: bool = False):
+    base = DCGAN_BASE_SIZE[self.image_size]
+    num_down = int(math.log2(self.image_size // base))
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    use_bias = self.norm != 'batch'
+    x = x.astype(self.dtype)
+    width = self.features
+    for i in range(num_down):
+      conv = down_conv(width, self.dtype, use_bias)
+      x = SNWrap(conv, self.spectral_norm, name=f'down{i}')(x, update_stats)
+      if i > 0:  # DCGAN: no normalisation on the first layer.
+        x = Norm(self.norm, self.dtype, name=f'down{i}_norm')(x, train)
+      x = act(x)
+      self.sow('intermediates', 'features', x)
+      width *= 2
+    x = x.reshape(x.shape[0], -1)
+    dense = nn.Dense(1, use_bias=use_bias, kernel_init=dcgan_init, dtype=self.dtype)
+    x = SNWrap(dense, self.spectral_norm, name='logit')(x, update_stats)
+    return x[:, 0].astype(jnp.float32)
+
+
+class StandardCNNGenerator(nn.Module):
+  """Generator of the "standard CNN" (Miyato et al. 2018, Table 3a), 32 px."""
+  num_channels: int
+  activation: str = 'relu'
+  norm: str = 'batch'
+  leaky_relu_slope: float = 0.1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    x = nn.Dense(4 * 4 * 512, kernel_init=dcgan_init, dtype=self.dtype,
+                 name='project')(z.astype(self.dtype))
+    x = x.reshape(z.shape[0], 4, 4, 512)
+    x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
+    for i, width in enumerate((256, 128, 64)):
+      x = up_conv(width, self.dtype, True, name=f'up{i}')(x)
+      x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+    x = nn.Conv(self.num_channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
+                name='to_image')(x)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class StandardCNNDiscriminator(nn.Module):
+  """Discriminator of the "standard CNN" (Miyato et al. 2018, Table 3b), 32 px."""
+  activation: str = 'leaky_relu'
+  norm: str = 'none'
+  leaky_relu_slope: float = 0.1
+  spectral_norm: bool = True
+  dtype: Any = jnp.float32
+
+  # (kernel, stride, features) of the seven conv layers.
+  layers: Sequence[tuple[int, int, int]] = (
+      (3, 1, 64), (4, 2, 64), (3, 1, 128), (4, 2, 128), (3, 1, 256), (4, 2, 256), (3, 1, 512))
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, update_stats: bool = False):
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    x = x.astype(self.dtype)
+    for i, (kernel, stride, width) in enumerate(self.layers):
+      if stride == 2:
+        conv = down_conv(width, self.dtype, True)
+      else:
+        conv = nn.Conv(width, (kernel, kernel), padding=1, kernel_init=dcgan_init,
+                       dtype=self.dtype)
+      x = SNWrap(conv, self.spectral_norm, name=f'conv{i}')(x, update_stats)
+      if i > 0:
+        x = Norm(self.norm, self.dtype, name=f'conv{i}_norm')(x, train)
+      x = act(x)
+      self.sow('intermediates', 'features', x)
+    x = x.reshape(x.shape[0], -1)
+    dense = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype)
+    x = SNWrap(dense, self.spectral_norm, name='logit')(x, update_stats)
+    return x[:, 0].astype(jnp.float32)
+
+
+class MLPGenerator(nn.Module):
+  """Fully connected generator (the GAN baseline of Goodfellow et al.)."""
+  image_size: int
+  num_channels: int
+  hidden: Sequence[int] = (256, 512, 1024)
+  activation: str = 'relu'
+  norm: str = 'none'
+  leaky_relu_slope: float = 0.2
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z, train: bool = False):
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    x = z.astype(self.dtype)
+    for i, width in enumerate(self.hidden):
+      x = nn.Dense(width, kernel_init=dcgan_init, dtype=self.dtype, name=f'dense{i}')(x)
+      x = act(Norm(self.norm, self.dtype, name=f'dense{i}_norm')(x, train))
+    x = nn.Dense(self.image_size * self.image_size * self.num_channels, kernel_init=dcgan_init,
+                 dtype=self.dtype, name='to_image')(x)
+    x = x.reshape(z.shape[0], self.image_size, self.image_size, self.num_channels)
+    return jnp.tanh(x.astype(jnp.float32))
+
+
+class MLPDiscriminator(nn.Module):
+  """Fully connected discriminator (the GAN baseline of Goodfellow et al.)."""
+  hidden: Sequence[int] = (1024, 512, 256)
+  activation: str = 'leaky_relu'
+  norm: str = 'none'
+  leaky_relu_slope: float = 0.2
+  spectral_norm: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, update_stats: bool = False):
+    act = get_activation(self.activation, self.leaky_relu_slope)
+    x = x.reshape(x.shape[0], -1).astype(self.dtype)
+    for i, width in enumerate(self.hidden):
+      dense = nn.Dense(width, kernel_init=dcgan_init, dtype=self.dtype)
+      x = SNWrap(dense, self.spectral_norm, name=f'dense{i}')(x, update_stats)
+      if i > 0:
+        x = Norm(self.norm, self.dtype, name=f'dense{i}_norm')(x, train)
+      x = act(x)
+      self.sow('intermediates', 'features', x)
+    dense = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype)
+    x = SNWrap(dense, self.spectral_norm, name='logit')(x, update_stats)
+    return x[:, 0].astype(jnp.float32)
+
+
+def create_models(config, num_channels: int):
+  """Builds (generator, discriminator) for `config.model` and `config.image_size`."""
+  m = config.model
+  dtype = jnp.dtype(m.dtype)
+  if m.arch == 'dcgan':
+    generator = DCGANGenerator(
+        image_size=config.image_size, num_channels=num_channels, features=m.g_features,
+        activation=m.g_activation, norm=m.g_norm, leaky_relu_slope=m.leaky_relu_slope,
+        dtype=dtype)
+    discriminator = DCGANDiscriminator(
+        image_size=config.image_size, features=m.d_features, activation=m.d_activation,
+        norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope, spectral_norm=m.spectral_norm,
+        dtype=dtype)
+  elif m.arch == 'standard_cnn':
+    generator = StandardCNNGenerator(
+        num_channels=num_channels, activation=m.g_activation, norm=m.g_norm,
+        leaky_relu_slope=m.leaky_relu_slope, dtype=dtype)
+    discriminator = StandardCNNDiscriminator(
+        activation=m.d_activation, norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope,
+        spectral_norm=m.spectral_norm, dtype=dtype)
+  elif m.arch == 'mlp':
+    generator = MLPGenerator(
+        image_size=config.image_size, num_channels=num_channels, activation=m.g_activation,
+        norm=m.g_norm, leaky_relu_slope=m.leaky_relu_slope, dtype=dtype)
+    discriminator = MLPDiscriminator(
+        activation=m.d_activation, norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope,
+        spectral_norm=m.spectral_norm, dtype=dtype)
+  else:
+    raise ValueError(f'Unknown model.arch {m.arch!r}; choose one of {ARCHS}.')
+  return generator, discriminator
