@@ -30,10 +30,13 @@ def get_config():
   config.sample_every_steps = 500  # A PNG grid from the fixed z under workdir/samples.
   config.checkpoint_every_steps = 1_000  # An orbax checkpoint under workdir/checkpoints.
   config.eval_every_steps = 0  # FID/KID/IS every so many steps; 0 = only at the end.
-  config.eval_num_samples = 1_000  # Generated images per evaluation.
+  config.eval_num_samples = 1_000  # Generated (and real) images per evaluation; 0 = no evaluation.
   config.eval_feature_extractor = 'inception'  # inception | digits (classifier on the offline digits).
   config.num_sample_images = 64  # Images in a sample grid (a square number).
   config.max_checkpoints_to_keep = 3  # Latest checkpoints kept (the best one is kept apart).
+  config.divergence = 'stop'  # On NaN/inf loss or params: stop | rollback (to the last good checkpoint).
+  config.max_rollbacks = 3  # Rollbacks a run may take before it stops as with 'stop'.
+  config.debug_nan_at_step = -1  # Test hook: at this step the real batch becomes NaN; -1 = off.
 
   # Models.
   config.model = ml_collections.ConfigDict()
@@ -49,10 +52,29 @@ def get_config():
   config.model.d_norm = 'batch'  # batch | layer | none (D's first layer never has one).
   config.model.spectral_norm = False  # Spectral norm (power iteration) on every D layer.
   config.model.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (params stay float32).
+  config.model.g_attention_res = 0  # Self-attention (SAGAN) in G at this feature-map side; 0 = none.
+  config.model.d_attention_res = 0  # Self-attention (SAGAN) in D at this feature-map side; 0 = none.
+  config.model.d_dropout = 0.0  # Dropout rate after D's blocks; 0 = none.
+  config.model.d_dropout_layers = ()  # Indices of the D blocks followed by dropout; () = all.
 
   # Loss.
   config.loss = ml_collections.ConfigDict()
   config.loss.type = 'non_saturating'  # minimax | non_saturating | hinge
+  config.loss.label_smoothing = 'none'  # none | one_sided (real -> real_label) | random (ranges)
+  config.loss.real_label = 0.9  # D's target for real images under one_sided smoothing.
+  config.loss.real_label_range = (0.7, 1.2)  # U(a, b) targets for real images under random.
+  config.loss.fake_label_range = (0.0, 0.3)  # U(a, b) targets for generated images under random.
+
+  # Discriminator updates.
+  config.d_steps = 1  # D updates per G update (k), each on a fresh real batch.
+  config.d_separate_real_fake = False  # D steps on the real and the fake batch as two updates.
+  config.instance_noise = 0.0  # Std of Gaussian noise added to D's inputs at step 0; 0 = off.
+  config.instance_noise_decay_steps = 0  # Noise std decays linearly to 0 over so many steps.
+
+  # Augmentation of D's real images.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.flip = False  # Random horizontal flips.
+  config.augment.rotate_degrees = 0.0  # Random rotations in [-r, r] degrees; 0 = off.
 
   # Optimisers: Adam for G and for D.
   config.optim = ml_collections.ConfigDict()

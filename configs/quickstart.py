@@ -16,6 +16,11 @@ def get_config():
   config.log_every_steps = 50
   config.sample_every_steps = 250
   config.checkpoint_every_steps = 500
+  # FID in the feature space of a small digit classifier: seconds on a CPU.
+  # The Inception FID of the same run: --mode=evaluate --config.eval_feature_extractor=inception
+  config.eval_feature_extractor = 'digits'
+  config.eval_every_steps = 500
+  config.eval_num_samples = 2_000
   config.model.arch = 'dcgan'
   config.model.latent_dim = 64
   config.model.g_features = 32

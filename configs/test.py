@@ -17,6 +17,7 @@ def get_config():
   config.num_sample_images = 16
   config.shuffle_buffer_size = 256
   config.prefetch_to_device = 1
+  config.eval_num_samples = 0  # Evaluation has tests of its own.
   config.model.latent_dim = 16
   config.model.g_features = 8
   config.model.d_features = 8

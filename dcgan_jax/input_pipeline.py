@@ -1,10 +1,15 @@
-"""TFDS input pipelines: per-process shards, seeded order, [-1, 1] images batched per device.
+"""TFDS input pipelines: seeded order, [-1, 1] images batched per device.
 
 The order of the training examples is a pure function of (config.seed, step):
-epoch e is the host's shard shuffled with a seed derived from (seed, e), and a
-run that starts at step s skips exactly the s * local_batch examples an unbroken
-run would have consumed. A resumed run therefore sees the same batches as one
-that never stopped, with no iterator state in the checkpoint.
+epoch e is the split shuffled with a seed derived from (seed, e), and a run
+that starts at step s skips exactly the examples an unbroken run would have
+consumed. A resumed run therefore sees the same batches as one that never
+stopped, with no iterator state in the checkpoint.
+
+A split that fits in memory (IN_MEMORY_LIMIT_BYTES) is read whole by every
+process, which takes its slice of each global batch: the global batches, and so
+the run, are then the same for any number of processes. A larger split is read
+as per-process shards (`tfds.split_for_jax_process`), each shuffled on its own.
 """
 
 import dataclasses
@@ -127,21 +132,65 @@ def _per_process_batch_size(batch_size):
   return batch_size // jax.process_count()
 
 
-def _shard_images(builder, spec, split, image_size):
-  """The uint8 images of this process's shard of `split`, and how many there are."""
-  process_split = tfds.split_for_jax_process(split, drop_remainder=False)
+def _read_images(builder, spec, split, image_size, whole_split):
+  """The uint8 images of `split` (or of this process's shard of it), and how many there are."""
+  if not whole_split:
+    split = tfds.split_for_jax_process(split, drop_remainder=False)
   read_config = tfds.ReadConfig(interleave_cycle_length=1)  # Files in their order.
-  ds = builder.as_dataset(split=process_split, shuffle_files=False, read_config=read_config)
+  ds = builder.as_dataset(split=split, shuffle_files=False, read_config=read_config)
   num_examples = int(ds.cardinality())
   if num_examples < 0:  # Unknown to tf.data (e.g. under tfds.testing.mock_data): count.
     num_examples = int(ds.reduce(0, lambda n, _: n + 1))
   ds = ds.map(lambda ex: preprocess(ex['image'], spec, image_size),
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  if num_examples * image_size * image_size * spec.num_channels <= IN_MEMORY_LIMIT_BYTES:
-    # Small enough to decode once and keep in memory: every epoch then costs nothing.
-    images = next(iter(tfds.as_numpy(ds.batch(num_examples))))
-    ds = tf.data.Dataset.from_tensor_slices(images)
   return ds, num_examples
+
+
+def _fits_in_memory(num_examples, spec, image_size):
+  return num_examples * image_size * image_size * spec.num_channels <= IN_MEMORY_LIMIT_BYTES
+
+
+def _global_order_batches(images, num_examples, config, start_step, global_batch, local_batch):
+  """This process's rows of the global batches of the whole split, in the global order.
+
+  Every process draws the same permutation of example indices from
+  (seed, epoch) and takes its slice of each global batch, so the global batch
+  of a step is the same examples in the same device order for any number of
+  processes: a run gives the same numbers on one host or on many.
+  """
+  start_epoch, offset = divmod(start_step * global_batch, num_examples)
+  base_seed = np.int64(np.uint32(config.seed) * 1_000_003)
+  images = tf.constant(images)
+
+  def epoch(e):
+    # shuffle() draws a permutation that depends only on the seed, the buffer
+    # and the length, so indices come in the order the images themselves would.
+    return tf.data.Dataset.range(num_examples).shuffle(
+        min(config.shuffle_buffer_size, num_examples), seed=base_seed + e * 7_919,
+        reshuffle_each_iteration=False)
+
+  first = jax.process_index() * local_batch
+  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(offset)
+  ds = ds.batch(global_batch, drop_remainder=True)
+  return ds.map(lambda indices: tf.gather(images, indices[first:first + local_batch]),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _process_shard_batches(images, num_examples, config, start_step, local_batch):
+  """Batches of this process's own shard (datasets too large to hold in memory whole).
+
+  The order then depends on the number of processes; a resume on the same
+  topology is still exact.
+  """
+  start_epoch, offset = divmod(start_step * local_batch, num_examples)
+  base_seed = np.int64(np.uint32(config.seed) * 1_000_003 + jax.process_index())
+
+  def epoch(e):
+    return images.shuffle(min(config.shuffle_buffer_size, num_examples),
+                          seed=base_seed + e * 7_919, reshuffle_each_iteration=False)
+
+  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(offset)
+  return ds.batch(local_batch, drop_remainder=True)
 
 
 def create_train_dataset(config, start_step: int = 0, builder=None) -> tf.data.Dataset:
@@ -156,22 +205,26 @@ def create_train_dataset(config, start_step: int = 0, builder=None) -> tf.data.D
   """
   spec = get_spec(config.dataset)
   builder = builder or get_builder(config.dataset, config.data_dir)
-  local_batch = _per_process_batch_size(config.batch_size)
+  # Each of the d_steps discriminator updates of a train step takes its own real batch.
+  local_batch = _per_process_batch_size(config.batch_size) * config.get('d_steps', 1)
+  global_batch = local_batch * jax.process_count()
   num_local_devices = jax.local_device_count()
-  images, num_examples = _shard_images(builder, spec, spec.train_split, config.image_size)
-  if num_examples == 0:
-    raise ValueError(f'Split {spec.train_split!r} of {spec.tfds_name} has no examples for '
-                     f'process {jax.process_index()}.')
-
-  start_epoch, offset = divmod(start_step * local_batch, num_examples)
-  base_seed = np.int64(np.uint32(config.seed) * 1_000_003 + jax.process_index())
-
-  def epoch(e):
-    return images.shuffle(min(config.shuffle_buffer_size, num_examples),
-                          seed=base_seed + e * 7_919, reshuffle_each_iteration=False)
-
-  ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(offset)
-  ds = ds.batch(local_batch, drop_remainder=True)
+  split = spec.train_split
+  images, num_examples = _read_images(builder, spec, split, config.image_size, whole_split=True)
+  if _fits_in_memory(num_examples, spec, config.image_size):
+    # Decoded once and kept in memory: every epoch then costs nothing.
+    if num_examples == 0:
+      raise ValueError(f'Split {split!r} of {spec.tfds_name} has no examples.')
+    images = next(iter(tfds.as_numpy(images.batch(num_examples))))
+    ds = _global_order_batches(images, num_examples, config, start_step, global_batch,
+                               local_batch)
+  else:
+    images, num_examples = _read_images(builder, spec, split, config.image_size,
+                                        whole_split=False)
+    if num_examples == 0:
+      raise ValueError(f'Split {split!r} of {spec.tfds_name} has no examples for '
+                       f'process {jax.process_index()}.')
+    ds = _process_shard_batches(images, num_examples, config, start_step, local_batch)
 
   def to_device_batch(image):
     image = tf.cast(image, tf.float32) / 127.5 - 1.0

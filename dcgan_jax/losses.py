@@ -43,6 +43,18 @@ def hinge_g_loss(fake_logits):
   return -jnp.mean(fake_logits)
 
 
+def d_loss_parts(name):
+  """(real_part, fake_part) of D's loss, each f(logits, targets), for separate D updates."""
+  if name in ('minimax', 'non_saturating'):
+    bce = lambda logits, targets: optax.sigmoid_binary_cross_entropy(
+        logits, jnp.broadcast_to(targets, logits.shape)).mean()
+    return bce, bce
+  if name == 'hinge':
+    return (lambda logits, _: jnp.mean(jnp.maximum(0.0, 1.0 - logits)),
+            lambda logits, _: jnp.mean(jnp.maximum(0.0, 1.0 + logits)))
+  raise ValueError(f'Unknown loss.type {name!r}; choose one of {LOSSES}.')
+
+
 def get_losses(name):
   """Returns (d_loss_fn, g_loss_fn) for a loss name."""
   if name == 'minimax':

@@ -80,6 +80,51 @@ class SNWrap(nn.Module):
     return self.layer(x)
 
 
+class SelfAttention(nn.Module):
+  """SAGAN self-attention (Zhang et al. 2019): x + gamma * attention(x), gamma starts at 0.
+
+  Query and key use C/8 channels and the value C/2, as in BigGAN's version;
+  with `spectral_norm` every 1x1 projection is spectrally normalised.
+  """
+  spectral_norm: bool = False
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, update_stats: bool = False):
+    b, h, w, c = x.shape
+    proj = lambda features, name: SNWrap(
+        nn.Dense(features, use_bias=False, kernel_init=nn.initializers.xavier_uniform(),
+                 dtype=self.dtype), self.spectral_norm, name=name)
+    query = proj(max(c // 8, 1), 'query')(x, update_stats).reshape(b, h * w, -1)
+    key = proj(max(c // 8, 1), 'key')(x, update_stats)
+    value = proj(max(c // 2, 1), 'value')(x, update_stats)
+    # Keys and values at half resolution, as in SAGAN/BigGAN, when the map allows.
+    if h % 2 == 0 and w % 2 == 0:
+      key = nn.max_pool(key, (2, 2), (2, 2))
+      value = nn.max_pool(value, (2, 2), (2, 2))
+    key = key.reshape(b, -1, key.shape[-1])
+    value = value.reshape(b, -1, value.shape[-1])
+    attention = nn.softmax(jnp.einsum('bqc,bkc->bqk', query, key).astype(jnp.float32), axis=-1)
+    out = jnp.einsum('bqk,bkc->bqc', attention.astype(self.dtype), value).reshape(b, h, w, -1)
+    out = proj(c, 'out')(out, update_stats)
+    gamma = self.param('gamma', nn.initializers.zeros, ())
+    return x + gamma * out
+
+
+def maybe_attention(x, resolution, spectral_norm, dtype, update_stats=False, name=None):
+  """Self-attention on `x` when its side is `resolution` (0 = never)."""
+  if resolution and x.shape[1] == resolution:
+    return SelfAttention(spectral_norm=spectral_norm, dtype=dtype, name=name)(x, update_stats)
+  return x
+
+
+def maybe_dropout(x, index, rate, layers, train):
+  """Dropout after D's block `index` when configured (rate > 0, index in layers or layers empty)."""
+  if rate > 0 and (not layers or index in layers):
+    return nn.Dropout(rate, deterministic=not train)(x)
+  return x
+
+
 def up_conv(features, dtype, use_bias, name=None):
   """4x4 stride-2 transposed conv doubling H and W (PyTorch ConvTranspose2d(4, 2, 1))."""
   # A transposed conv of kernel 4, stride 2 with 'SAME' padding in flax equals
@@ -107,6 +152,7 @@ class DCGANGenerator(nn.Module):
   activation: str = 'relu'
   norm: str = 'batch'
   leaky_relu_slope: float = 0.2
+  attention_res: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -121,10 +167,12 @@ class DCGANGenerator(nn.Module):
                  dtype=self.dtype, name='project')(z.astype(self.dtype))
     x = x.reshape(z.shape[0], base, base, width)
     x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
+    x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     for i in range(num_up - 1):
       width //= 2
       x = up_conv(width, self.dtype, use_bias, name=f'up{i}')(x)
       x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+      x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     x = up_conv(self.num_channels, self.dtype, False, name='to_image')(x)
     return jnp.tanh(x.astype(jnp.float32))
 
@@ -141,6 +189,9 @@ class DCGANDiscriminator(nn.Module):
   norm: str = 'batch'
   leaky_relu_slope: float = 0.2
   spectral_norm: bool = False
+  attention_res: int = 0
+  dropout: float = 0.0
+  dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -158,6 +209,9 @@ class DCGANDiscriminator(nn.Module):
         x = Norm(self.norm, self.dtype, name=f'down{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
+      x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
+      x = maybe_attention(x, self.attention_res, self.spectral_norm, self.dtype, update_stats,
+                          name='attention')
       width *= 2
     x = x.reshape(x.shape[0], -1)
     dense = nn.Dense(1, use_bias=use_bias, kernel_init=dcgan_init, dtype=self.dtype)
@@ -171,6 +225,7 @@ class StandardCNNGenerator(nn.Module):
   activation: str = 'relu'
   norm: str = 'batch'
   leaky_relu_slope: float = 0.1
+  attention_res: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -183,6 +238,7 @@ class StandardCNNGenerator(nn.Module):
     for i, width in enumerate((256, 128, 64)):
       x = up_conv(width, self.dtype, True, name=f'up{i}')(x)
       x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+      x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     x = nn.Conv(self.num_channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
                 name='to_image')(x)
     return jnp.tanh(x.astype(jnp.float32))
@@ -194,6 +250,9 @@ class StandardCNNDiscriminator(nn.Module):
   norm: str = 'none'
   leaky_relu_slope: float = 0.1
   spectral_norm: bool = True
+  attention_res: int = 0
+  dropout: float = 0.0
+  dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
 
   # (kernel, stride, features) of the seven conv layers.
@@ -215,6 +274,10 @@ class StandardCNNDiscriminator(nn.Module):
         x = Norm(self.norm, self.dtype, name=f'conv{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
+      x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
+      if stride == 2:
+        x = maybe_attention(x, self.attention_res, self.spectral_norm, self.dtype, update_stats,
+                            name='attention')
     x = x.reshape(x.shape[0], -1)
     dense = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype)
     x = SNWrap(dense, self.spectral_norm, name='logit')(x, update_stats)
@@ -251,6 +314,8 @@ class MLPDiscriminator(nn.Module):
   norm: str = 'none'
   leaky_relu_slope: float = 0.2
   spectral_norm: bool = False
+  dropout: float = 0.0
+  dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -264,6 +329,7 @@ class MLPDiscriminator(nn.Module):
         x = Norm(self.norm, self.dtype, name=f'dense{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
+      x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
     dense = nn.Dense(1, kernel_init=dcgan_init, dtype=self.dtype)
     x = SNWrap(dense, self.spectral_norm, name='logit')(x, update_stats)
     return x[:, 0].astype(jnp.float32)
@@ -272,30 +338,19 @@ class MLPDiscriminator(nn.Module):
 def create_models(config, num_channels: int):
   """Builds (generator, discriminator) for `config.model` and `config.image_size`."""
   m = config.model
-  dtype = jnp.dtype(m.dtype)
+  common = dict(leaky_relu_slope=m.leaky_relu_slope, dtype=jnp.dtype(m.dtype))
+  g_kwargs = dict(common, activation=m.g_activation, norm=m.g_norm, num_channels=num_channels)
+  d_kwargs = dict(common, activation=m.d_activation, norm=m.d_norm,
+                  spectral_norm=m.spectral_norm, dropout=m.d_dropout,
+                  dropout_layers=tuple(m.d_dropout_layers))
   if m.arch == 'dcgan':
-    generator = DCGANGenerator(
-        image_size=config.image_size, num_channels=num_channels, features=m.g_features,
-        activation=m.g_activation, norm=m.g_norm, leaky_relu_slope=m.leaky_relu_slope,
-        dtype=dtype)
-    discriminator = DCGANDiscriminator(
-        image_size=config.image_size, features=m.d_features, activation=m.d_activation,
-        norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope, spectral_norm=m.spectral_norm,
-        dtype=dtype)
-  elif m.arch == 'standard_cnn':
-    generator = StandardCNNGenerator(
-        num_channels=num_channels, activation=m.g_activation, norm=m.g_norm,
-        leaky_relu_slope=m.leaky_relu_slope, dtype=dtype)
-    discriminator = StandardCNNDiscriminator(
-        activation=m.d_activation, norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope,
-        spectral_norm=m.spectral_norm, dtype=dtype)
-  elif m.arch == 'mlp':
-    generator = MLPGenerator(
-        image_size=config.image_size, num_channels=num_channels, activation=m.g_activation,
-        norm=m.g_norm, leaky_relu_slope=m.leaky_relu_slope, dtype=dtype)
-    discriminator = MLPDiscriminator(
-        activation=m.d_activation, norm=m.d_norm, leaky_relu_slope=m.leaky_relu_slope,
-        spectral_norm=m.spectral_norm, dtype=dtype)
-  else:
-    raise ValueError(f'Unknown model.arch {m.arch!r}; choose one of {ARCHS}.')
-  return generator, discriminator
+    return (DCGANGenerator(image_size=config.image_size, features=m.g_features,
+                           attention_res=m.g_attention_res, **g_kwargs),
+            DCGANDiscriminator(image_size=config.image_size, features=m.d_features,
+                               attention_res=m.d_attention_res, **d_kwargs))
+  if m.arch == 'standard_cnn':
+    return (StandardCNNGenerator(attention_res=m.g_attention_res, **g_kwargs),
+            StandardCNNDiscriminator(attention_res=m.d_attention_res, **d_kwargs))
+  if m.arch == 'mlp':
+    return (MLPGenerator(image_size=config.image_size, **g_kwargs), MLPDiscriminator(**d_kwargs))
+  raise ValueError(f'Unknown model.arch {m.arch!r}; choose one of {ARCHS}.')

@@ -103,13 +103,91 @@ def d_metrics(real_logits, fake_logits):
   }
 
 
+def d_targets(key, batch_size, config):
+  """D's targets for real and generated images: 1/0, one-sided smoothed, or random ranges."""
+  smoothing = config.loss.label_smoothing
+  if smoothing == 'none':
+    return 1.0, 0.0
+  if smoothing == 'one_sided':
+    return config.loss.real_label, 0.0
+  if smoothing == 'random':
+    real_key, fake_key = jax.random.split(key)
+    (real_lo, real_hi), (fake_lo, fake_hi) = config.loss.real_label_range, config.loss.fake_label_range
+    return (jax.random.uniform(real_key, (batch_size,), minval=real_lo, maxval=real_hi),
+            jax.random.uniform(fake_key, (batch_size,), minval=fake_lo, maxval=fake_hi))
+  raise ValueError(f'Unknown loss.label_smoothing {smoothing!r}; '
+                   "choose 'none', 'one_sided' or 'random'.")
+
+
+def instance_noise_std(step, config):
+  """The std of the noise added to D's inputs at `step`: linear decay to 0, or constant."""
+  if config.instance_noise_decay_steps > 0:
+    return config.instance_noise * jnp.maximum(0.0, 1.0 - step / config.instance_noise_decay_steps)
+  return jnp.asarray(config.instance_noise, jnp.float32)
+
+
+def add_instance_noise(key, images, step, config):
+  """Images + N(0, std(step)^2) noise (Sonderby et al. 2017), when instance noise is on."""
+  if config.instance_noise <= 0:
+    return images
+  return images + instance_noise_std(step, config) * jax.random.normal(key, images.shape)
+
+
+def rotate_images(images, angles):
+  """Rotates each NHWC image by its angle (radians) about the centre, as scipy.ndimage.rotate.
+
+  Every output pixel samples its source bilinearly; outside the image the edge
+  is repeated (as scipy.ndimage.rotate with mode='nearest').
+  """
+  _, h, w, _ = images.shape
+  ys, xs = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing='ij')
+
+  def rotate(image, angle):
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    src_y = cos * ys + sin * xs + (h - 1) / 2
+    src_x = -sin * ys + cos * xs + (w - 1) / 2
+    channel = lambda c: jax.scipy.ndimage.map_coordinates(c, [src_y, src_x], order=1,
+                                                          mode='nearest')
+    return jax.vmap(channel, in_axes=-1, out_axes=-1)(image)
+
+  return jax.vmap(rotate)(images, angles)
+
+
+def augment(key, images, config):
+  """Random horizontal flips and small rotations of D's real images (when switched on)."""
+  flip_key, angle_key = jax.random.split(key)
+  n = images.shape[0]
+  if config.augment.flip:
+    flip = jax.random.bernoulli(flip_key, 0.5, (n, 1, 1, 1))
+    images = jnp.where(flip, images[:, :, ::-1], images)
+  if config.augment.rotate_degrees > 0:
+    max_angle = jnp.deg2rad(config.augment.rotate_degrees)
+    images = rotate_images(
+        images, jax.random.uniform(angle_key, (n,), minval=-max_angle, maxval=max_angle))
+  return images
+
+
+def step_keys(key, device_index, step, d_steps):
+  """The keys of one device's train step: fold in the device, then the step.
+
+  Returns:
+    ([d_steps x (z, label, augment, noise, dropout) keys of the D updates],
+     (z, noise, dropout) keys of the G update).
+  """
+  key = jax.random.fold_in(jax.random.fold_in(key, device_index), step)
+  d_key, *g_keys = jax.random.split(key, 4)
+  d_keys = [tuple(jax.random.split(k, 5)) for k in jax.random.split(d_key, d_steps)]
+  return d_keys, tuple(g_keys)
+
+
 def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
-  """One D update and one G update.
+  """`config.d_steps` D updates, then one G update.
 
   Args:
     g_state: the generator's TrainState.
     d_state: the discriminator's TrainState.
-    batch: {'image': float32 [B, H, W, C] in [-1, 1]}, this device's share.
+    batch: {'image': float32 [d_steps * B, H, W, C] in [-1, 1]}, this device's
+      share; each D update takes its own B real images.
     key: the run's base PRNG key (the same on every device).
     config: the run's config (static).
     axis_name: the pmap axis to average over.
@@ -117,65 +195,91 @@ def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
   Returns:
     (g_state, d_state, metrics), metrics averaged over devices.
   """
-  key = jax.random.fold_in(key, lax.axis_index(axis_name))
-  key = jax.random.fold_in(key, g_state.step)
-  d_z_key, g_z_key = jax.random.split(key)
+  d_keys, (g_z_key, g_noise_key, g_dropout_key) = step_keys(
+      key, lax.axis_index(axis_name), g_state.step, config.d_steps)
   d_loss_fn, g_loss_fn = losses.get_losses(config.loss.type)
-  real_images = batch['image']
-  batch_size = real_images.shape[0]
-  # With batch norm in D, real and generated batches get their own statistics
-  # (as in the DCGAN reference); otherwise one forward pass over both is the
-  # same function and cheaper.
-  separate_d_passes = config.model.d_norm == 'batch'
+  real_loss_fn, fake_loss_fn = losses.d_loss_parts(config.loss.type)
+  batch_size = batch['image'].shape[0] // config.d_steps
+  step = g_state.step
 
-  # --- Discriminator update.
-  fake_images, _ = g_state.apply_fn(
-      {'params': g_state.params, 'batch_stats': g_state.batch_stats},
-      sample_latent(d_z_key, batch_size, config), train=True, mutable=['batch_stats'])
-  fake_images = lax.stop_gradient(fake_images)
+  def apply_d(params, batch_stats, images, update_stats, dropout_key):
+    return d_state.apply_fn(
+        {'params': params, 'batch_stats': batch_stats}, images, train=True,
+        update_stats=update_stats, mutable=['batch_stats'], rngs={'dropout': dropout_key})
 
-  def d_objective(d_params):
-    variables = {'params': d_params, 'batch_stats': d_state.batch_stats}
-    if separate_d_passes:
-      real_logits, updates = d_state.apply_fn(
-          variables, real_images, train=True, update_stats=True, mutable=['batch_stats'])
-      fake_logits, updates = d_state.apply_fn(
-          {'params': d_params, **updates}, fake_images, train=True, update_stats=False,
-          mutable=['batch_stats'])
+  def d_update(d_state, objective):
+    (loss, (batch_stats, logits)), grads = jax.value_and_grad(objective, has_aux=True)(
+        d_state.params, d_state.batch_stats)
+    d_state = d_state.apply_gradients(grads=lax.pmean(grads, axis_name),
+                                      batch_stats=lax.pmean(batch_stats, axis_name))
+    return d_state, loss, logits
+
+  # --- Discriminator updates.
+  for k in range(config.d_steps):
+    z_key, label_key, aug_key, noise_key, dropout_key = d_keys[k]
+    real_images = batch['image'][k * batch_size:(k + 1) * batch_size]
+    real_images = augment(aug_key, real_images, config)
+    fake_images, _ = g_state.apply_fn(
+        {'params': g_state.params, 'batch_stats': g_state.batch_stats},
+        sample_latent(z_key, batch_size, config), train=True, mutable=['batch_stats'])
+    fake_images = lax.stop_gradient(fake_images)
+    real_noise_key, fake_noise_key = jax.random.split(noise_key)
+    real_images = add_instance_noise(real_noise_key, real_images, step, config)
+    fake_images = add_instance_noise(fake_noise_key, fake_images, step, config)
+    real_targets, fake_targets = d_targets(label_key, batch_size, config)
+
+    if config.d_separate_real_fake:
+      # Two D updates, on the real batch and then on the generated one (as in study 002).
+      def real_objective(params, batch_stats):
+        logits, upd = apply_d(params, batch_stats, real_images, True, dropout_key)
+        return real_loss_fn(logits, real_targets), (upd['batch_stats'], logits)
+
+      def fake_objective(params, batch_stats):
+        logits, upd = apply_d(params, batch_stats, fake_images, True, dropout_key)
+        return fake_loss_fn(logits, fake_targets), (upd['batch_stats'], logits)
+
+      d_state, real_loss, real_logits = d_update(d_state, real_objective)
+      d_state, fake_loss, fake_logits = d_update(d_state, fake_objective)
+      d_loss = real_loss + fake_loss
     else:
-      logits, updates = d_state.apply_fn(
-          variables, jnp.concatenate([real_images, fake_images]), train=True,
-          update_stats=True, mutable=['batch_stats'])
-      real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-    loss = d_loss_fn(real_logits, fake_logits, 1.0, 0.0)
-    return loss, (updates['batch_stats'], real_logits, fake_logits)
+      def d_objective(params, batch_stats):
+        if config.model.d_norm == 'batch':
+          # Real and generated batches get their own batch statistics, as in the
+          # DCGAN reference; the power iteration runs once, on the real pass.
+          real_logits, upd = apply_d(params, batch_stats, real_images, True, dropout_key)
+          fake_logits, upd = apply_d(params, upd['batch_stats'], fake_images, False,
+                                     dropout_key)
+        else:
+          # The same function as two passes, and cheaper.
+          logits, upd = apply_d(params, batch_stats,
+                                jnp.concatenate([real_images, fake_images]), True, dropout_key)
+          real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+        loss = d_loss_fn(real_logits, fake_logits, real_targets, fake_targets)
+        return loss, (upd['batch_stats'], (real_logits, fake_logits))
 
-  (d_loss, (d_batch_stats, real_logits, fake_logits)), d_grads = jax.value_and_grad(
-      d_objective, has_aux=True)(d_state.params)
-  d_grads = lax.pmean(d_grads, axis_name)
-  d_state = d_state.apply_gradients(
-      grads=d_grads, batch_stats=lax.pmean(d_batch_stats, axis_name))
+      d_state, d_loss, (real_logits, fake_logits) = d_update(d_state, d_objective)
 
   # --- Generator update, with a fresh z.
   def g_objective(g_params):
     fake_images, g_updates = g_state.apply_fn(
         {'params': g_params, 'batch_stats': g_state.batch_stats},
         sample_latent(g_z_key, batch_size, config), train=True, mutable=['batch_stats'])
-    fake_logits, _ = d_state.apply_fn(
-        {'params': d_state.params, 'batch_stats': d_state.batch_stats}, fake_images,
-        train=True, update_stats=False, mutable=['batch_stats'])
+    fake_images = add_instance_noise(g_noise_key, fake_images, step, config)
+    fake_logits, _ = apply_d(d_state.params, d_state.batch_stats, fake_images, False,
+                             g_dropout_key)
     return g_loss_fn(fake_logits), g_updates['batch_stats']
 
   (g_loss, g_batch_stats), g_grads = jax.value_and_grad(
       g_objective, has_aux=True)(g_state.params)
-  g_grads = lax.pmean(g_grads, axis_name)
-  g_state = g_state.apply_gradients(
-      grads=g_grads, batch_stats=lax.pmean(g_batch_stats, axis_name))
+  g_state = g_state.apply_gradients(grads=lax.pmean(g_grads, axis_name),
+                                    batch_stats=lax.pmean(g_batch_stats, axis_name))
   if config.ema_decay > 0:
     g_state = g_state.replace(ema_params=optax.incremental_update(
         g_state.params, g_state.ema_params, 1.0 - config.ema_decay))
 
   metrics = {'d_loss': d_loss, 'g_loss': g_loss, **d_metrics(real_logits, fake_logits)}
+  if config.instance_noise > 0:
+    metrics['instance_noise_std'] = instance_noise_std(step, config)
   return g_state, d_state, lax.pmean(metrics, axis_name)
 
 
@@ -224,6 +328,70 @@ def restore_generator_and_discriminator(config, workdir, which='latest'):
                                         'batch_stats': d_state.batch_stats}, step
 
 
+def make_evaluator(config):
+  """The FID/KID/IS evaluator of `config.eval_feature_extractor` (loads its weights)."""
+  from dcgan_jax.evaluation import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
+  return evaluator_lib.Evaluator(extractor=config.eval_feature_extractor, seed=config.seed)
+
+
+def reference_stats(evaluator, config):
+  """Statistics of the first eval_num_samples training images (cached on disk)."""
+  spec = input_pipeline.get_spec(config.dataset)
+  num = config.eval_num_samples
+  key = f'{spec.tfds_name}/{spec.train_split}/{config.image_size}px'
+  return evaluator.reference_stats(key, lambda: input_pipeline.eval_images(config, num), num)
+
+
+def generated_images(generate, variables, config, num_images, batch_size=250):
+  """Yields `num_images` generated images in batches, from a z fixed per run.
+
+  Every evaluation of a run scores the same z, so changes in FID come from
+  the generator alone.
+  """
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xE7A1)
+  for i, start in enumerate(range(0, num_images, batch_size)):
+    z = sample_latent(jax.random.fold_in(key, i), min(batch_size, num_images - start), config)
+    yield np.asarray(generate(variables, z))
+
+
+def evaluate(config, g_state, evaluator, reference):
+  """FID/KID(/IS) of eval_num_samples images of G (its EMA params when kept)."""
+  generate = make_generate_fn(g_state)
+  images = generated_images(generate, generator_variables(g_state), config,
+                            config.eval_num_samples)
+  scores = evaluator.evaluate(images, reference, config.eval_num_samples)
+  return {k: float(v) for k, v in scores.items() if k != 'num_samples'}
+
+
+def evaluate_checkpoints(config, workdir):
+  """Evaluates a finished run's latest and best checkpoints without training.
+
+  Returns:
+    {'latest': {'step': s, 'fid': ...}, 'best': {...}} for the checkpoints present.
+  """
+  evaluator = make_evaluator(config)
+  reference = reference_stats(evaluator, config)
+  writer = metric_writers.create_default_writer(
+      os.path.join(workdir, 'evaluate'), just_logging=jax.process_index() > 0)
+  g_state, d_state, _ = _initial_states(config)
+  results = {}
+  for which in ('latest', 'best'):
+    manager = checkpoints.create_manager(workdir, which, config)
+    (g, _), step = checkpoints.restore(manager, (g_state, d_state))
+    if step is None:
+      logging.info('No %s checkpoint in %s.', which, manager.directory)
+      continue
+    scores = evaluate(config, g, evaluator, reference)
+    logging.info('%s checkpoint (step %d): %s', which, step,
+                 ', '.join(f'{k}={v:.4g}' for k, v in scores.items()))
+    writer.write_scalars(step, {f'{which}_{k}': v for k, v in scores.items()})
+    results[which] = {'step': int(step), **scores}
+  writer.flush()
+  if not results:
+    raise checkpoints.CheckpointError(f'No checkpoint to evaluate under {workdir}.')
+  return results
+
+
 def write_samples(writer, workdir, step, generate, g_state, z):
   """The fixed-z sample grid: a PNG under workdir/samples and an image summary."""
   images = np.asarray(generate(generator_variables(g_state), z))
@@ -257,6 +425,13 @@ def train_and_evaluate(config, workdir):
   g_state_repl, d_state_repl = jax_utils.replicate((g_state, d_state))
   step_key_repl = jax_utils.replicate(step_key)
 
+  evaluator = reference = None
+  best_manager = None
+  if config.eval_num_samples > 0:
+    evaluator = make_evaluator(config)
+    reference = reference_stats(evaluator, config)
+    best_manager = checkpoints.create_manager(workdir, 'best', config)
+
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer)
   hooks = [report_progress]
@@ -284,10 +459,21 @@ def train_and_evaluate(config, workdir):
       write_samples(writer, workdir, step, generate, jax_utils.unreplicate(g_state_repl),
                     sample_z)
 
+    if evaluator is not None and (is_last or (
+        config.eval_every_steps and step % config.eval_every_steps == 0)):
+      with report_progress.timed('eval'):
+        states = jax_utils.unreplicate((g_state_repl, d_state_repl))
+        scores = evaluate(config, states[0], evaluator, reference)
+        writer.write_scalars(step, scores)
+        # Orbax keeps the checkpoint with the lowest FID in best_checkpoint/.
+        checkpoints.save(best_manager, step, states, metrics=scores)
+
     if step % config.checkpoint_every_steps == 0 or is_last:
       checkpoints.save(manager, step, jax_utils.unreplicate((g_state_repl, d_state_repl)))
     writer.flush()
 
   checkpoints.wait(manager)
+  if best_manager is not None:
+    checkpoints.wait(best_manager)
   writer.flush()
   return jax_utils.unreplicate((g_state_repl, d_state_repl))

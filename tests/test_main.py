@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from dcgan_jax import train
@@ -49,3 +50,23 @@ def test_cli_runs_the_quickstart_config_briefly(tfds_data_dir, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'd_loss=' in result.stderr
   assert os.listdir(os.path.join(workdir, 'checkpoints')) == ['2']
+
+
+def test_training_evaluates_and_keeps_the_best_checkpoint(config, tmp_path):
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / 'eval')
+  config.num_train_steps = 4
+  config.eval_every_steps = 1
+  config.eval_num_samples = 64
+  config.eval_feature_extractor = 'digits'
+  train.train_and_evaluate(config, workdir)
+  steps, fids = plots.read_scalars(workdir, tags=['fid'])['fid']
+  assert list(steps) == [1, 2, 3, 4] and np.all(np.isfinite(fids))
+  best_step = int(steps[int(np.argmin(fids))])
+  assert os.listdir(os.path.join(workdir, 'best_checkpoint')) == [str(best_step)]
+
+  # --mode=evaluate scores the same checkpoints with the same z: the same numbers.
+  results = train.evaluate_checkpoints(config, workdir)
+  assert results['latest']['step'] == 4 and results['best']['step'] == best_step
+  assert results['best']['fid'] == pytest.approx(min(fids), rel=1e-4)
+  assert results['latest']['fid'] == pytest.approx(fids[-1], rel=1e-4)

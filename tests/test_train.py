@@ -119,8 +119,8 @@ def test_g_step_leaves_d_statistics_alone(config):
   batch = fixed_batch(1, config.batch_size)
   _, d_after, _ = p_step(config, 1)(*jax_utils.replicate((g_state, d_state), jax.devices()[:1]),
                                     batch, jax_utils.replicate(step_key, jax.devices()[:1]))
-  key = jax.random.fold_in(jax.random.fold_in(step_key, 0), 0)
-  d_z_key, _ = jax.random.split(key)
+  d_keys, _ = train.step_keys(step_key, 0, 0, config.d_steps)
+  d_z_key = d_keys[0][0]
   fake, _ = g_state.apply_fn({'params': g_state.params, 'batch_stats': g_state.batch_stats},
                              train.sample_latent(d_z_key, config.batch_size, config), train=True,
                              mutable=['batch_stats'])

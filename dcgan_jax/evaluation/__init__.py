@@ -1,0 +1,1 @@
+"""FID, KID and Inception Score: the FID InceptionV3 in Flax, offline weights, metrics and CLIs."""
