@@ -55,17 +55,12 @@ def create_manager(workdir, which='latest', config=None):
   else:
     max_to_keep = config.max_checkpoints_to_keep if config else 3
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  try:
-    return ocp.CheckpointManager(directory, options=options)
-  except Exception:  # pylint: disable=broad-except
-    # A step whose _CHECKPOINT_METADATA parses but does not deserialize stops
-    # orbax from listing the folder at all: move such steps aside and retry.
-    damaged = _undeserializable_steps(directory)
-    if not damaged:
-      raise
-  moved = [_quarantine(directory, step, reason) for step, reason in damaged]
+  # A step whose _CHECKPOINT_METADATA parses but does not deserialize makes
+  # CheckpointManager() itself fail: move such steps aside first.
+  moved = [_quarantine(directory, step, reason)
+           for step, reason in _undeserializable_steps(directory)]
   manager = ocp.CheckpointManager(directory, options=options)
-  if not manager.all_steps():
+  if moved and not manager.all_steps():
     raise CheckpointError(
         f'No intact checkpoint in {directory}: the damaged ones were moved to '
         f'{", ".join(moved)}. Run again to start afresh.')
@@ -75,6 +70,8 @@ def create_manager(workdir, which='latest', config=None):
 def _undeserializable_steps(directory):
   """(step, reason) of the steps whose orbax step metadata cannot be read."""
   damaged = []
+  if not epath.Path(directory).exists():
+    return damaged
   for metadata in ocp.step.standard_name_format().find_all(epath.Path(directory)):
     try:
       metadata.commit_timestamp  # pylint: disable=pointless-statement  (reads the metadata)
@@ -160,7 +157,12 @@ def saved_metadata(manager, step):
   return custom
 
 
-def _restore_verified(manager, step, target):
+def restore_step(manager, step, target):
+  """Checkpoint `step` restored into the structure of `target`, its fingerprint checked.
+
+  Raises:
+    CheckpointError (or orbax's errors): the checkpoint is damaged.
+  """
   meta = _step_metadata(manager, step)
   restored = manager.restore(step, args=ocp.args.StandardRestore(target))
   expected = (meta.get('custom_metadata') or {}).get('fingerprint')
@@ -192,7 +194,7 @@ def restore(manager, target):
   damaged = []
   for step in steps:
     try:
-      restored = _restore_verified(manager, step, target)
+      restored = restore_step(manager, step, target)
     except Exception as e:  # pylint: disable=broad-except
       # Orbax raises many kinds of errors for a damaged folder; each means "unusable".
       path = manager.directory / str(step)

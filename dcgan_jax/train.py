@@ -34,10 +34,12 @@ import numpy as np
 import optax
 
 from dcgan_jax import checkpoints
+from dcgan_jax import divergence
 from dcgan_jax import images as image_utils
 from dcgan_jax import input_pipeline
 from dcgan_jax import losses
 from dcgan_jax import models
+from dcgan_jax import preemption
 
 
 class TrainState(train_state.TrainState):
@@ -401,21 +403,41 @@ def write_samples(writer, workdir, step, generate, g_state, z):
   writer.write_images(step, {'samples': grid[None]})
 
 
+def _restore_or_init(manager, config):
+  """(g_state, d_state, step, rollbacks, base step key): the latest intact checkpoint or step 0."""
+  g_state, d_state, base_key = _initial_states(config)
+  # Host (numpy) copies as the target: every process restores the same values
+  # the same way, and nothing is tied to one process's devices.
+  (g_state, d_state), step = checkpoints.restore(manager, checkpoints.to_host((g_state, d_state)))
+  if step is None:
+    return g_state, d_state, 0, 0, base_key
+  rollbacks = int(checkpoints.saved_metadata(manager, step).get('rollbacks', 0))
+  return g_state, d_state, int(step), rollbacks, base_key
+
+
+def _poison(batch):
+  """The batch times NaN (config.debug_nan_at_step): a divergence on demand, for tests."""
+  return jax.pmap(lambda b: jax.tree.map(lambda x: x * jnp.nan, b))(batch)
+
+
 def train_and_evaluate(config, workdir):
   """Trains for config.num_train_steps, resuming from workdir's latest checkpoint.
 
+  SIGTERM/SIGINT stop the run after the current step with a checkpoint
+  (`preemption`); non-finite losses or parameters stop it or roll it back
+  (`divergence`, config.divergence); a non-finite state is never saved.
+
   Returns:
-    The final (g_state, d_state), unreplicated.
+    The final (g_state, d_state), unreplicated; their step is lower than
+    config.num_train_steps when a signal stopped the run.
   """
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
-  g_state, d_state, step_key = _initial_states(config)
   manager = checkpoints.create_manager(workdir, 'latest', config)
-  (g_state, d_state), restored_step = checkpoints.restore(manager, (g_state, d_state))
-  start_step = int(restored_step or 0)
-  if restored_step is not None:
+  g_state, d_state, start_step, rollbacks, base_key = _restore_or_init(manager, config)
+  if start_step:
     logging.info('Resumed from the checkpoint of step %d in %s.', start_step, manager.directory)
-  if start_step == 0:
+  else:
     writer.write_hparams(flax.traverse_util.flatten_dict(config.to_dict(), sep='.'))
 
   train_iter = input_pipeline.create_train_iter(config, start_step)
@@ -423,7 +445,7 @@ def train_and_evaluate(config, workdir):
   generate = make_generate_fn(g_state)
   sample_z = fixed_latents(config)
   g_state_repl, d_state_repl = jax_utils.replicate((g_state, d_state))
-  step_key_repl = jax_utils.replicate(step_key)
+  step_key_repl = jax_utils.replicate(divergence.step_key(base_key, rollbacks))
 
   evaluator = reference = None
   best_manager = None
@@ -438,39 +460,76 @@ def train_and_evaluate(config, workdir):
   train_metrics = []
   logging.info('Training from step %d to %d.', start_step, config.num_train_steps)
   step = start_step
-  for step in range(start_step + 1, config.num_train_steps + 1):
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      batch = next(train_iter)
-      g_state_repl, d_state_repl, metrics = p_train_step(
-          g_state_repl, d_state_repl, batch, step_key_repl)
-    train_metrics.append(metrics)
-    for hook in hooks:
-      hook(step)
-    is_last = step == config.num_train_steps
+  with preemption.StopSignals() as stop:
+    while step < config.num_train_steps:
+      step += 1
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        batch = next(train_iter)
+        if step == config.get('debug_nan_at_step', -1) and rollbacks == 0:
+          batch = _poison(batch)  # Once: a rolled-back run gets past it.
+        g_state_repl, d_state_repl, metrics = p_train_step(
+            g_state_repl, d_state_repl, batch, step_key_repl)
+      train_metrics.append(metrics)
+      for hook in hooks:
+        hook(step)
+      is_last = step == config.num_train_steps
+      is_log_step = step % config.log_every_steps == 0 or is_last
+      # On several processes all agree on the stop step (a collective at log steps).
+      stopping = stop.should_stop(step, sync=is_log_step) and not is_last
+      wants_eval = evaluator is not None and (is_last or (
+          config.eval_every_steps and step % config.eval_every_steps == 0))
+      wants_checkpoint = step % config.checkpoint_every_steps == 0 or is_last or stopping
 
-    if step % config.log_every_steps == 0 or is_last:
-      # The only host sync of the loop: a mean over the steps since the last log.
-      fetched = jax.device_get(train_metrics)
-      summary = {k: float(np.mean([m[k][0] for m in fetched])) for k in fetched[0]}
-      writer.write_scalars(step, summary)
-      train_metrics = []
+      diverged = None
+      if is_log_step:
+        # The only host sync of the loop: a mean over the steps since the last log.
+        fetched = jax.device_get(train_metrics)
+        summary = {k: float(np.mean([m[k][0] for m in fetched])) for k in fetched[0]}
+        writer.write_scalars(step, summary)
+        train_metrics = []
+        if bad := divergence.nonfinite_metrics(summary):
+          diverged = ', '.join(bad)
+      if not diverged and (wants_checkpoint or wants_eval) and not divergence.states_are_finite(
+          (g_state_repl, d_state_repl)):
+        diverged = 'the parameters'
+      if diverged:
+        checkpoints.wait(manager)
+        if config.get('divergence') != 'rollback' or rollbacks >= config.get('max_rollbacks', 0):
+          writer.flush()
+          raise divergence.DivergenceError(divergence.message(
+              step, diverged, manager.latest_step(), workdir, config.get('divergence', 'stop')))
+        rollbacks += 1
+        g_state, d_state, good_step, _, _ = _restore_or_init(manager, config)
+        logging.warning('Training diverged at step %d (%s not finite): rollback %d of %d to '
+                        'step %d with new random numbers.', step, diverged, rollbacks,
+                        config.max_rollbacks, good_step)
+        step = good_step
+        g_state_repl, d_state_repl = jax_utils.replicate((g_state, d_state))
+        step_key_repl = jax_utils.replicate(divergence.step_key(base_key, rollbacks))
+        train_iter = input_pipeline.create_train_iter(config, step)
+        train_metrics = []
+        continue
 
-    if step % config.sample_every_steps == 0 or is_last:
-      write_samples(writer, workdir, step, generate, jax_utils.unreplicate(g_state_repl),
-                    sample_z)
+      if step % config.sample_every_steps == 0 or is_last:
+        write_samples(writer, workdir, step, generate, jax_utils.unreplicate(g_state_repl),
+                      sample_z)
 
-    if evaluator is not None and (is_last or (
-        config.eval_every_steps and step % config.eval_every_steps == 0)):
-      with report_progress.timed('eval'):
-        states = jax_utils.unreplicate((g_state_repl, d_state_repl))
-        scores = evaluate(config, states[0], evaluator, reference)
-        writer.write_scalars(step, scores)
-        # Orbax keeps the checkpoint with the lowest FID in best_checkpoint/.
-        checkpoints.save(best_manager, step, states, metrics=scores)
+      if wants_eval:
+        with report_progress.timed('eval'):
+          states = jax_utils.unreplicate((g_state_repl, d_state_repl))
+          scores = evaluate(config, states[0], evaluator, reference)
+          writer.write_scalars(step, scores)
+          # Orbax keeps the checkpoint with the lowest FID in best_checkpoint/.
+          checkpoints.save(best_manager, step, states, metrics=scores)
 
-    if step % config.checkpoint_every_steps == 0 or is_last:
-      checkpoints.save(manager, step, jax_utils.unreplicate((g_state_repl, d_state_repl)))
-    writer.flush()
+      if wants_checkpoint:
+        checkpoints.save(manager, step, jax_utils.unreplicate((g_state_repl, d_state_repl)),
+                         metadata={'rollbacks': rollbacks})
+        writer.flush()
+      if stopping:
+        logging.warning('Stopped by %s after step %d, with a checkpoint of it in %s; run the '
+                        'same command to resume.', stop.received, step, manager.directory)
+        break
 
   checkpoints.wait(manager)
   if best_manager is not None:

@@ -1,0 +1,279 @@
+"""Checks a run's config before anything is built or compiled, with one-line errors.
+
+`validate(config)` raises `ConfigError` naming the first bad field and what it
+may be, e.g.
+
+  config.model.arch = 'resnet': must be one of 'dcgan', 'mlp', 'standard_cnn'.
+
+so that a typo costs a second instead of a compilation (or, worse, an hour of
+training with a switch that silently does nothing). Fields this module does
+not know are not errors: configs grow faster than their checks. Fields it knows
+but that are absent are skipped for the same reason.
+
+Decisions worth knowing:
+  * `loss.type='hinge'` with `loss.label_smoothing` other than 'none' is an
+    error: the hinge loss has margins, not targets, so the smoothing would be
+    silently ignored.
+  * `model.*_attention_res` must be a side of a feature map where the arch has
+    an attention slot (see `attention_sides`); the MLP GAN has none.
+"""
+
+import math
+import numbers
+
+from dcgan_jax import models
+
+# input_pipeline.DATASETS's keys, repeated so that validating needs no TensorFlow
+# (tests/test_config_validation.py keeps the two equal).
+DATASETS = ('offline_mnist', 'mnist', 'emnist', 'fashion_mnist', 'cifar10', 'celeb_a')
+DTYPES = ('float32', 'bfloat16')
+LATENT_DISTS = ('normal', 'uniform')
+LOSSES = ('minimax', 'non_saturating', 'hinge')
+LABEL_SMOOTHINGS = ('none', 'one_sided', 'random')
+EVAL_FEATURE_EXTRACTORS = ('inception', 'digits')
+DIVERGENCE_POLICIES = ('stop', 'rollback')
+STANDARD_CNN_SIZE = 32
+# Number of discriminator blocks (the indices model.d_dropout_layers may name).
+STANDARD_CNN_D_BLOCKS = 7
+MLP_D_BLOCKS = 3
+
+
+class ConfigError(ValueError):
+  """A config field has a value the run cannot use; the message is one line."""
+
+
+_MISSING = object()
+
+
+def _get(config, path):
+  node = config
+  for part in path.split('.'):
+    try:
+      node = node[part]
+    except (KeyError, TypeError, AttributeError):
+      return _MISSING
+  return node
+
+
+def _show(value):
+  text = repr(value).replace('\n', ' ')
+  return text if len(text) <= 60 else text[:57] + '...'
+
+
+def _fail(path, value, requirement):
+  raise ConfigError(f'config.{path} = {_show(value)}: {requirement}')
+
+
+def _is_int(value):
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value):
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(float(value)))
+
+
+def _choices(values):
+  return ', '.join(repr(v) for v in sorted(values))
+
+
+class _Checker:
+  """Checks fields of one config; each check is skipped when the field is absent."""
+
+  def __init__(self, config):
+    self.config = config
+
+  def get(self, path):
+    return _get(self.config, path)
+
+  def choice(self, path, allowed):
+    value = self.get(path)
+    if value is not _MISSING and (not isinstance(value, str) or value not in allowed):
+      _fail(path, value, f'must be one of {_choices(allowed)}.')
+    return value
+
+  def boolean(self, path):
+    value = self.get(path)
+    if value is not _MISSING and not isinstance(value, bool):
+      _fail(path, value, 'must be True or False.')
+    return value
+
+  def integer(self, path, minimum=None):
+    value = self.get(path)
+    if value is _MISSING:
+      return value
+    if not _is_int(value):
+      _fail(path, value, 'must be an integer' + (f' >= {minimum}.' if minimum is not None else '.'))
+    if minimum is not None and value < minimum:
+      _fail(path, value, f'must be an integer >= {minimum}.')
+    return int(value)
+
+  def number(self, path, low=None, high=None, low_open=False, high_open=False):
+    """A finite real in the interval given by low/high (None = unbounded)."""
+    value = self.get(path)
+    if value is _MISSING:
+      return value
+    interval = '{}{}, {}{}'.format('(' if low_open or low is None else '[',
+                                   '-inf' if low is None else low,
+                                   'inf' if high is None else high,
+                                   ')' if high_open or high is None else ']')
+    ok = _is_number(value)
+    if ok and low is not None:
+      ok = value > low if low_open else value >= low
+    if ok and high is not None:
+      ok = value < high if high_open else value <= high
+    if not ok:
+      _fail(path, value, f'must be a number in {interval}.')
+    return float(value)
+
+  def int_sequence(self, path):
+    value = self.get(path)
+    if value is _MISSING:
+      return value
+    if (not isinstance(value, (tuple, list)) or not all(_is_int(v) for v in value)):
+      _fail(path, value, 'must be a tuple of integers.')
+    return tuple(int(v) for v in value)
+
+  def label_range(self, path):
+    value = self.get(path)
+    if value is _MISSING:
+      return value
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+        or not all(_is_number(v) for v in value)):
+      _fail(path, value, 'must be a pair (a, b) of numbers with a <= b.')
+    if value[0] > value[1]:
+      _fail(path, value, 'must be a pair (a, b) of numbers with a <= b.')
+    return value
+
+
+def attention_sides(arch, image_size):
+  """(generator sides, discriminator sides) of the feature maps with an attention slot."""
+  if arch == 'dcgan':
+    base = models.DCGAN_BASE_SIZE[image_size]
+    num_levels = int(math.log2(image_size // base))
+    g_sides = tuple(base * 2 ** i for i in range(num_levels))
+    d_sides = tuple(image_size // 2 ** (i + 1) for i in range(num_levels))
+    return g_sides, d_sides
+  if arch == 'standard_cnn':
+    return (8, 16, 32), (16, 8, 4)
+  return (), ()
+
+
+def _num_d_blocks(arch, image_size):
+  if arch == 'dcgan':
+    return int(math.log2(image_size // models.DCGAN_BASE_SIZE[image_size]))
+  return STANDARD_CNN_D_BLOCKS if arch == 'standard_cnn' else MLP_D_BLOCKS
+
+
+def validate(config, num_devices=None):
+  """Raises ConfigError (one line, naming the field) if `config` cannot run.
+
+  Args:
+    config: a run config (ml_collections.ConfigDict or nested dicts).
+    num_devices: devices the global batch is split over; by default
+      `jax.device_count()` (all processes).
+  """
+  c = _Checker(config)
+  c.integer('seed')
+  dataset = c.get('dataset')
+  if dataset is not _MISSING:
+    if not isinstance(dataset, str) or dataset.partition('/')[0] not in DATASETS:
+      _fail('dataset', dataset,
+            f'must be one of {_choices(DATASETS)} (optionally with a TFDS '
+            "config, e.g. 'emnist/letters').")
+  data_dir = c.get('data_dir')
+  if data_dir is not _MISSING and data_dir is not None and not isinstance(data_dir, str):
+    _fail('data_dir', data_dir, 'must be a folder (a string) or None.')
+
+  # Model.
+  arch = c.choice('model.arch', models.ARCHS)
+  image_size = c.integer('image_size', minimum=1)
+  if image_size is _MISSING:
+    pass
+  elif arch == 'dcgan' and image_size not in models.DCGAN_BASE_SIZE:
+    _fail('image_size', image_size, f"must be one of {_choices(models.DCGAN_BASE_SIZE)} "
+          "for model.arch='dcgan'.")
+  if arch == 'standard_cnn' and image_size != STANDARD_CNN_SIZE:
+    _fail('image_size', image_size,
+          f"must be {STANDARD_CNN_SIZE} for model.arch='standard_cnn'.")
+  for path in ('model.latent_dim', 'model.g_features', 'model.d_features'):
+    c.integer(path, minimum=1)
+  c.choice('model.latent_dist', LATENT_DISTS)
+  c.choice('model.g_activation', models.ACTIVATIONS)
+  c.choice('model.d_activation', models.ACTIVATIONS)
+  c.number('model.leaky_relu_slope', low=0.0)
+  c.choice('model.g_norm', models.NORMS)
+  c.choice('model.d_norm', models.NORMS)
+  c.boolean('model.spectral_norm')
+  c.choice('model.dtype', DTYPES)
+  g_res = c.integer('model.g_attention_res', minimum=0)
+  d_res = c.integer('model.d_attention_res', minimum=0)
+  c.number('model.d_dropout', low=0.0, high=1.0, high_open=True)
+  dropout_layers = c.int_sequence('model.d_dropout_layers')
+  if arch is not _MISSING and image_size is not _MISSING:
+    g_sides, d_sides = attention_sides(arch, image_size)
+    for path, res, sides, who in (('model.g_attention_res', g_res, g_sides, 'G'),
+                                  ('model.d_attention_res', d_res, d_sides, 'D')):
+      if res not in (_MISSING, 0) and res not in sides:
+        allowed = ', '.join(str(s) for s in (0, *sorted(sides)))
+        _fail(path, res, f'must be one of {allowed} (0 = none): the feature-map sides of '
+              f'{who} for model.arch={arch!r} at image_size={image_size}.')
+    if dropout_layers is not _MISSING:
+      num_blocks = _num_d_blocks(arch, image_size)
+      if any(not 0 <= i < num_blocks for i in dropout_layers):
+        _fail('model.d_dropout_layers', dropout_layers,
+              f'must hold D block indices in [0, {num_blocks - 1}] for model.arch={arch!r} '
+              f'at image_size={image_size}.')
+
+  # Loss.
+  loss_type = c.choice('loss.type', LOSSES)
+  smoothing = c.choice('loss.label_smoothing', LABEL_SMOOTHINGS)
+  if loss_type == 'hinge' and smoothing not in (_MISSING, 'none'):
+    _fail('loss.label_smoothing', smoothing,
+          "must be 'none' with loss.type='hinge' (the hinge loss has margins, not targets).")
+  c.number('loss.real_label', low=0.0, low_open=True)
+  c.label_range('loss.real_label_range')
+  c.label_range('loss.fake_label_range')
+
+  # Batches, data and devices.
+  batch_size = c.integer('batch_size', minimum=1)
+  if batch_size is not _MISSING:
+    if num_devices is None:
+      import jax  # pylint: disable=g-import-not-at-top
+      num_devices = jax.device_count()
+    if batch_size % num_devices:
+      _fail('batch_size', batch_size,
+            f'must be divisible by the number of devices ({num_devices}).')
+  c.integer('d_steps', minimum=1)  # Each D update takes its own batch_size images.
+  c.boolean('d_separate_real_fake')
+  c.integer('shuffle_buffer_size', minimum=1)
+  c.integer('prefetch_to_device', minimum=0)
+  c.number('instance_noise', low=0.0)
+  c.integer('instance_noise_decay_steps', minimum=0)
+  c.boolean('augment.flip')
+  c.number('augment.rotate_degrees', low=0.0, high=180.0)
+
+  # Loop.
+  for path in ('num_train_steps', 'log_every_steps', 'sample_every_steps',
+               'checkpoint_every_steps', 'max_checkpoints_to_keep'):
+    c.integer(path, minimum=1)
+  c.integer('eval_every_steps', minimum=0)
+  c.integer('eval_num_samples', minimum=0)  # 0 = no evaluation.
+  c.choice('eval_feature_extractor', EVAL_FEATURE_EXTRACTORS)
+  num_sample_images = c.integer('num_sample_images', minimum=1)
+  if num_sample_images is not _MISSING and math.isqrt(num_sample_images) ** 2 != num_sample_images:
+    _fail('num_sample_images', num_sample_images, 'must be a square number (4, 9, 16, 64, ...).')
+  c.choice('divergence', DIVERGENCE_POLICIES)
+  c.integer('max_rollbacks', minimum=0)
+  c.integer('debug_nan_at_step', minimum=-1)
+
+  # Optimisers.
+  for path in ('optim.g_lr', 'optim.d_lr', 'optim.lr_decay_factor'):
+    c.number(path, low=0.0, low_open=True)
+  for path in ('optim.g_b1', 'optim.d_b1', 'optim.g_b2', 'optim.d_b2'):
+    c.number(path, low=0.0, high=1.0, high_open=True)
+  decay_steps = c.int_sequence('optim.lr_decay_steps')
+  if decay_steps is not _MISSING and (
+      any(s < 1 for s in decay_steps) or any(a >= b for a, b in zip(decay_steps, decay_steps[1:]))):
+    _fail('optim.lr_decay_steps', decay_steps, 'must be strictly increasing positive steps.')
+  c.number('ema_decay', low=0.0, high=1.0, high_open=True)
