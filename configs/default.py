@@ -52,6 +52,9 @@ def get_config():
   config.model.d_norm = 'batch'  # batch | layer | none (D's first layer never has one).
   config.model.spectral_norm = False  # Spectral norm (power iteration) on every D layer.
   config.model.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (params stay float32).
+  # How the 4x4 stride-2 (transposed) convs are computed: hybrid | subpixel | matmul | xla.
+  # All have the same parameters and function (dcgan_jax/layers.py); hybrid is fastest on CPU.
+  config.model.conv_impl = 'hybrid'
   config.model.g_attention_res = 0  # Self-attention (SAGAN) in G at this feature-map side; 0 = none.
   config.model.d_attention_res = 0  # Self-attention (SAGAN) in D at this feature-map side; 0 = none.
   config.model.d_dropout = 0.0  # Dropout rate after D's blocks; 0 = none.

@@ -21,6 +21,7 @@ Decisions worth knowing:
 import math
 import numbers
 
+from dcgan_jax import layers
 from dcgan_jax import models
 
 # input_pipeline.DATASETS's keys, repeated so that validating needs no TensorFlow
@@ -206,6 +207,7 @@ def validate(config, num_devices=None):
   c.choice('model.d_norm', models.NORMS)
   c.boolean('model.spectral_norm')
   c.choice('model.dtype', DTYPES)
+  c.choice('model.conv_impl', layers.IMPLS)
   g_res = c.integer('model.g_attention_res', minimum=0)
   d_res = c.integer('model.d_attention_res', minimum=0)
   c.number('model.d_dropout', low=0.0, high=1.0, high_open=True)

@@ -89,6 +89,10 @@ def run(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   logging.get_absl_handler().addFilter(_QuietLibraries())
+  # XLA reads its flags once, when the backend starts: set ours (unless the user
+  # set them) before anything touches jax.
+  from dcgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
+  xla_flags.set_default_cpu_flags()
   # Import jax and tf only now, so that --help is fast.
   import jax  # pylint: disable=g-import-not-at-top
   from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top

@@ -24,6 +24,8 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dcgan_jax import layers
+
 # DCGAN (Radford et al. 2016) initialises every weight from N(0, 0.02).
 dcgan_init = nn.initializers.normal(stddev=0.02)
 
@@ -125,18 +127,20 @@ def maybe_dropout(x, index, rate, layers, train):
   return x
 
 
-def up_conv(features, dtype, use_bias, name=None):
+def up_conv(features, dtype, use_bias, impl=layers.DEFAULT_IMPL, name=None):
   """4x4 stride-2 transposed conv doubling H and W (PyTorch ConvTranspose2d(4, 2, 1))."""
-  # A transposed conv of kernel 4, stride 2 with 'SAME' padding in flax equals
-  # PyTorch's padding=1: output side 2H, every output pixel sees 2x2 taps.
-  return nn.ConvTranspose(features, (4, 4), strides=(2, 2), padding='SAME', use_bias=use_bias,
-                          kernel_init=dcgan_init, dtype=dtype, name=name)
+  # The parameters and function of nn.ConvTranspose(features, (4, 4), (2, 2), 'SAME')
+  # (= PyTorch's padding=1), computed without a base-dilated convolution, which
+  # is XLA:CPU's slow path; impl: hybrid | subpixel | matmul | xla (layers.py).
+  return layers.ConvTranspose4x4Stride2(features, use_bias=use_bias, impl=impl,
+                                        kernel_init=dcgan_init, dtype=dtype, name=name)
 
 
-def down_conv(features, dtype, use_bias, name=None):
+def down_conv(features, dtype, use_bias, impl=layers.DEFAULT_IMPL, name=None):
   """4x4 stride-2 conv halving H and W (PyTorch Conv2d(4, 2, padding=1))."""
-  return nn.Conv(features, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)), use_bias=use_bias,
-                 kernel_init=dcgan_init, dtype=dtype, name=name)
+  # The parameters and function of nn.Conv(features, (4, 4), (2, 2), ((1, 1), (1, 1))).
+  return layers.Conv4x4Stride2(features, use_bias=use_bias, impl=impl,
+                               kernel_init=dcgan_init, dtype=dtype, name=name)
 
 
 class DCGANGenerator(nn.Module):
@@ -154,6 +158,7 @@ class DCGANGenerator(nn.Module):
   leaky_relu_slope: float = 0.2
   attention_res: int = 0
   dtype: Any = jnp.float32
+  conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -170,10 +175,10 @@ class DCGANGenerator(nn.Module):
     x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     for i in range(num_up - 1):
       width //= 2
-      x = up_conv(width, self.dtype, use_bias, name=f'up{i}')(x)
+      x = up_conv(width, self.dtype, use_bias, self.conv_impl, name=f'up{i}')(x)
       x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
       x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
-    x = up_conv(self.num_channels, self.dtype, False, name='to_image')(x)
+    x = up_conv(self.num_channels, self.dtype, False, self.conv_impl, name='to_image')(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -193,6 +198,7 @@ class DCGANDiscriminator(nn.Module):
   dropout: float = 0.0
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
+  conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
 
   @nn.compact
   def __call__(self, x, train: bool = False, update_stats: bool = False):
@@ -203,7 +209,7 @@ class DCGANDiscriminator(nn.Module):
     x = x.astype(self.dtype)
     width = self.features
     for i in range(num_down):
-      conv = down_conv(width, self.dtype, use_bias)
+      conv = down_conv(width, self.dtype, use_bias, self.conv_impl)
       x = SNWrap(conv, self.spectral_norm, name=f'down{i}')(x, update_stats)
       if i > 0:  # DCGAN: no normalisation on the first layer.
         x = Norm(self.norm, self.dtype, name=f'down{i}_norm')(x, train)
@@ -227,6 +233,7 @@ class StandardCNNGenerator(nn.Module):
   leaky_relu_slope: float = 0.1
   attention_res: int = 0
   dtype: Any = jnp.float32
+  conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -236,7 +243,7 @@ class StandardCNNGenerator(nn.Module):
     x = x.reshape(z.shape[0], 4, 4, 512)
     x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
     for i, width in enumerate((256, 128, 64)):
-      x = up_conv(width, self.dtype, True, name=f'up{i}')(x)
+      x = up_conv(width, self.dtype, True, self.conv_impl, name=f'up{i}')(x)
       x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
       x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     x = nn.Conv(self.num_channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
@@ -254,6 +261,7 @@ class StandardCNNDiscriminator(nn.Module):
   dropout: float = 0.0
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
+  conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
 
   # (kernel, stride, features) of the seven conv layers.
   layers: Sequence[tuple[int, int, int]] = (
@@ -265,7 +273,7 @@ class StandardCNNDiscriminator(nn.Module):
     x = x.astype(self.dtype)
     for i, (kernel, stride, width) in enumerate(self.layers):
       if stride == 2:
-        conv = down_conv(width, self.dtype, True)
+        conv = down_conv(width, self.dtype, True, self.conv_impl)
       else:
         conv = nn.Conv(width, (kernel, kernel), padding=1, kernel_init=dcgan_init,
                        dtype=self.dtype)
@@ -343,14 +351,15 @@ def create_models(config, num_channels: int):
   d_kwargs = dict(common, activation=m.d_activation, norm=m.d_norm,
                   spectral_norm=m.spectral_norm, dropout=m.d_dropout,
                   dropout_layers=tuple(m.d_dropout_layers))
+  conv = dict(conv_impl=m.conv_impl)
   if m.arch == 'dcgan':
     return (DCGANGenerator(image_size=config.image_size, features=m.g_features,
-                           attention_res=m.g_attention_res, **g_kwargs),
+                           attention_res=m.g_attention_res, **g_kwargs, **conv),
             DCGANDiscriminator(image_size=config.image_size, features=m.d_features,
-                               attention_res=m.d_attention_res, **d_kwargs))
+                               attention_res=m.d_attention_res, **d_kwargs, **conv))
   if m.arch == 'standard_cnn':
-    return (StandardCNNGenerator(attention_res=m.g_attention_res, **g_kwargs),
-            StandardCNNDiscriminator(attention_res=m.d_attention_res, **d_kwargs))
+    return (StandardCNNGenerator(attention_res=m.g_attention_res, **g_kwargs, **conv),
+            StandardCNNDiscriminator(attention_res=m.d_attention_res, **d_kwargs, **conv))
   if m.arch == 'mlp':
     return (MLPGenerator(image_size=config.image_size, **g_kwargs), MLPDiscriminator(**d_kwargs))
   raise ValueError(f'Unknown model.arch {m.arch!r}; choose one of {ARCHS}.')

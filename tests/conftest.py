@@ -6,6 +6,9 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# The project's own XLA:CPU defaults, as main.py sets them.
+from dcgan_jax import xla_flags  # noqa: E402  pylint: disable=g-import-not-at-top
+xla_flags.set_default_cpu_flags()
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -1,0 +1,205 @@
+"""Times the real train step (or the input pipeline) and prints one JSON line.
+
+  python -m dcgan_jax.benchmark --config=configs/celeba64.py
+  python -m dcgan_jax.benchmark --config=configs/celeba64.py --config.batch_size=64 \
+      --steps=20 --repeats=3 --torch_reference
+  python -m dcgan_jax.benchmark --config=configs/cifar10.py --mode=input
+
+--mode=train times `train.make_p_train_step(config)` on a synthetic batch after
+compilation: `repeats` timings of `steps` steps each, reported as images/s
+(median, min, max over repeats). With --torch_reference the PyTorch reference
+step of the same architecture (experiments/torch_reference, needs the `torch`
+extra) runs back to back with it, repeat by repeat, on as many threads as
+XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
+ratios JAX / torch, robust to the noise of a shared machine.
+
+--mode=input times `input_pipeline.create_train_iter(config)` alone.
+"""
+
+import json
+import os
+import statistics
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from dcgan_jax import xla_flags
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Path to a config file (configs/*.py).',
+                                lock_config=True)
+flags.DEFINE_integer('steps', 20, 'Steps (batches) per timed repeat.')
+flags.DEFINE_integer('repeats', 3, 'Timed repeats; images/s is their median.')
+flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
+flags.DEFINE_enum('mode', 'train', ['train', 'input'], 'What to time.')
+flags.DEFINE_bool('torch_reference', False,
+                  'Also time the PyTorch reference step, interleaved, and report the ratio.')
+flags.DEFINE_integer('torch_threads', None, 'torch threads; default os.cpu_count().')
+flags.mark_flags_as_required(['config'])
+
+
+def torch_arch(config):
+  """The reference architecture matching `config`, or None."""
+  if config.model.arch == 'dcgan' and config.image_size == 64:
+    return 'dcgan64'
+  if config.model.arch == 'standard_cnn' and config.image_size == 32:
+    return 'standard_cnn32'
+  return None
+
+
+def _summary(rates, prefix=''):
+  median = statistics.median(rates)
+  return {f'{prefix}images_per_sec': round(median, 2), f'{prefix}min': round(min(rates), 2),
+          f'{prefix}max': round(max(rates), 2), f'{prefix}step_ms': None}
+
+
+def _cost_gflop(stage):
+  """FLOPs per call (per device) from XLA's cost analysis of a lowered or compiled step."""
+  try:
+    cost = stage.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  if not cost or 'flops' not in cost:
+    return None
+  return float(cost['flops']) / 1e9
+
+
+def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch_threads=None):
+  """Times p_train_step; returns the result dict (see the module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from flax import jax_utils  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+
+  shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
+  num_devices = jax.local_device_count()
+  if config.batch_size % (num_devices * jax.process_count()):
+    raise ValueError(f'batch_size {config.batch_size} does not split over the devices.')
+  per_device = config.batch_size // (num_devices * jax.process_count())
+  g_state, d_state = train.create_train_states(config, jax.random.PRNGKey(config.seed), shape)
+  state = list(jax_utils.replicate((g_state, d_state)))
+  key = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
+  # A synthetic batch, laid out as the input pipeline's (one slice per device).
+  images = jax.random.uniform(jax.random.PRNGKey(1), (num_devices, per_device, *shape),
+                              minval=-1.0, maxval=1.0)
+  batch = {'image': jax.pmap(lambda x: x)(images)}  # Sharded over the devices once.
+  p_train_step = train.make_p_train_step(config)
+
+  # XLA's cost analysis of the lowered step (the HLO the compiler starts from;
+  # asking the compiled one would compile twice). Its count for dilated
+  # convolutions (conv_impl 'xla', plain flax) differs from the useful work,
+  # so compare GFLOP/s only between dilation-free impls.
+  gflop = _cost_gflop(p_train_step.lower(state[0], state[1], batch, key))
+  t0 = time.perf_counter()
+  state[0], state[1], metrics = p_train_step(state[0], state[1], batch, key)
+  jax.block_until_ready(metrics)
+  compile_s = time.perf_counter() - t0
+
+  def run(n):
+    t = time.perf_counter()
+    for _ in range(n):
+      state[0], state[1], m = p_train_step(state[0], state[1], batch, key)
+    jax.block_until_ready(m)
+    return time.perf_counter() - t
+
+  run(warmup)
+  torch_step = None
+  if torch_reference:
+    arch = torch_arch(config)
+    if arch is None:
+      raise ValueError('No torch reference for this config (dcgan 64 px or standard_cnn 32 px).')
+    from experiments.torch_reference import step as torch_ref  # pylint: disable=g-import-not-at-top
+    torch_step = torch_ref.TorchStep(arch, config.batch_size,
+                                     threads=torch_threads or os.cpu_count())
+    for _ in range(warmup):
+      torch_step()
+
+  jax_rates, torch_rates = [], []
+  for _ in range(repeats):
+    jax_rates.append(config.batch_size * steps / run(steps))
+    if torch_step is not None:
+      t = time.perf_counter()
+      for _ in range(steps):
+        torch_step()
+      torch_rates.append(config.batch_size * steps / (time.perf_counter() - t))
+
+  device = jax.local_devices()[0]
+  result = {
+      'mode': 'train',
+      'arch': config.model.arch,
+      'image_size': config.image_size,
+      'batch_size': config.batch_size,
+      'dtype': str(config.model.dtype),
+      'conv_impl': str(config.model.get('conv_impl', 'flax')),
+      **_summary(jax_rates),
+      'compile_s': round(compile_s, 2),
+      'gflop_per_step': None if gflop is None else round(gflop * num_devices, 3),
+      'achieved_gflop_per_sec': None,
+      'device_kind': device.device_kind,
+      'device_count': jax.device_count(),
+      'local_device_count': num_devices,
+      'steps': steps,
+      'repeats': repeats,
+      'xla_flags': os.environ.get('XLA_FLAGS', ''),
+  }
+  result['step_ms'] = round(1e3 * config.batch_size / result['images_per_sec'], 2)
+  if gflop is not None:
+    result['achieved_gflop_per_sec'] = round(
+        result['gflop_per_step'] * result['images_per_sec'] / config.batch_size, 1)
+  if torch_rates:
+    import torch  # pylint: disable=g-import-not-at-top
+    result.update(_summary(torch_rates, prefix='torch_'))
+    result['torch_step_ms'] = round(1e3 * config.batch_size / result['torch_images_per_sec'], 2)
+    result['torch_threads'] = torch.get_num_threads()
+    result['torch_version'] = torch.__version__
+    result['ratio'] = round(statistics.median(a / b for a, b in zip(jax_rates, torch_rates)), 3)
+    result['ratios'] = [round(a / b, 3) for a, b in zip(jax_rates, torch_rates)]
+  return result
+
+
+def benchmark_input(config, steps, repeats, warmup):
+  """Times the input pipeline alone (batches already on the device)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  t0 = time.perf_counter()
+  it = input_pipeline.create_train_iter(config, 0)
+  jax.block_until_ready(next(it))
+  first_s = time.perf_counter() - t0
+  for _ in range(warmup):
+    next(it)
+  rates = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    for _ in range(steps):
+      b = next(it)
+    jax.block_until_ready(b)
+    rates.append(config.batch_size * steps / (time.perf_counter() - t))
+  result = {'mode': 'input', 'dataset': config.dataset, 'image_size': config.image_size,
+            'batch_size': config.batch_size, **_summary(rates), 'first_batch_s': round(first_s, 2),
+            'steps': steps, 'repeats': repeats}
+  result['step_ms'] = round(1e3 * config.batch_size / result['images_per_sec'], 2)
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  xla_flags.set_default_cpu_flags()  # Before JAX initialises its backend.
+  config = FLAGS.config
+  if FLAGS.mode == 'train':
+    result = benchmark_train(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
+                             FLAGS.torch_reference, FLAGS.torch_threads)
+  else:
+    result = benchmark_input(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
+  print(json.dumps(result), flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,129 @@
+"""Full train step probe: dcgan_jax.train's p_train_step vs the torch reference, interleaved.
+
+  python experiments/speed/probe_step.py --arch=dcgan64 --impl=matmul [--dtype=bfloat16]
+
+--impl=flax keeps models.py's nn.Conv / nn.ConvTranspose; xla|subpixel|matmul
+swap in dcgan_jax.layers (monkeypatching models.up_conv / down_conv). Each
+repeat times `steps` JAX steps then `steps` torch steps; the ratio is the
+median over repeats of (JAX images/s) / (torch images/s). One JSON line.
+"""
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+from flax import jax_utils
+
+from configs import default
+from dcgan_jax import layers
+from dcgan_jax import models
+from dcgan_jax import train
+
+
+def arch_config(arch, batch_size, dtype):
+  config = default.get_config()
+  config.batch_size = batch_size
+  config.model.dtype = dtype
+  if arch == 'dcgan64':
+    config.image_size = 64
+    config.model.arch = 'dcgan'
+    config.model.latent_dim = 100
+  elif arch == 'standard_cnn32':
+    config.image_size = 32
+    config.model.arch = 'standard_cnn'
+    config.model.latent_dim = 128
+    config.model.d_norm = 'none'
+    config.model.spectral_norm = True
+    config.model.leaky_relu_slope = 0.1
+  else:
+    raise ValueError(arch)
+  return config
+
+
+def patch_models(impl):
+  if impl == 'flax':
+    return
+  models.up_conv = lambda f, dtype, use_bias, name=None: layers.ConvTranspose4x4Stride2(
+      f, use_bias=use_bias, dtype=dtype, impl=impl, name=name)
+  models.down_conv = lambda f, dtype, use_bias, name=None: layers.Conv4x4Stride2(
+      f, use_bias=use_bias, dtype=dtype, impl=impl, name=name)
+
+
+def make_jax_step(config):
+  g, d = train.create_train_states(config, jax.random.PRNGKey(0),
+                                   (config.image_size, config.image_size, 3))
+  state = list(jax_utils.replicate((g, d)))
+  key = jax_utils.replicate(jax.random.PRNGKey(1))
+  batch = {'image': jax.random.uniform(
+      jax.random.PRNGKey(2), (1, config.batch_size, config.image_size, config.image_size, 3),
+      minval=-1, maxval=1)}
+  p_step = train.make_p_train_step(config)
+  t0 = time.perf_counter()
+  state[0], state[1], m = p_step(state[0], state[1], batch, key)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+
+  def step():
+    state[0], state[1], m = p_step(state[0], state[1], batch, key)
+    return m
+  return step, compile_s
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument('--arch', default='dcgan64')
+  p.add_argument('--impl', default='matmul')
+  p.add_argument('--dtype', default='float32')
+  p.add_argument('--batch', type=int, default=64)
+  p.add_argument('--steps', type=int, default=10)
+  p.add_argument('--repeats', type=int, default=5)
+  p.add_argument('--no_torch', action='store_true')
+  p.add_argument('--torch_channels_last', action='store_true')
+  p.add_argument('--torch_threads', type=int, default=2)
+  args = p.parse_args()
+  patch_models(args.impl)
+  config = arch_config(args.arch, args.batch, args.dtype)
+  jstep, compile_s = make_jax_step(config)
+  if not args.no_torch:
+    from experiments.torch_reference import step as tstep
+    torch_step = tstep.TorchStep(args.arch, args.batch, threads=args.torch_threads,
+                                 channels_last=args.torch_channels_last)
+    torch_step()
+  for _ in range(2):
+    m = jstep()
+  jax.block_until_ready(m)
+  # Steps alternate JAX / torch one by one, so that both see the same load of
+  # the shared machine; a repeat's rate is its images over its summed times.
+  jr, tr = [], []
+  for _ in range(args.repeats):
+    jt = tt = 0.0
+    for _ in range(args.steps):
+      t0 = time.perf_counter()
+      jax.block_until_ready(jstep())
+      jt += time.perf_counter() - t0
+      if not args.no_torch:
+        t0 = time.perf_counter()
+        torch_step()
+        tt += time.perf_counter() - t0
+    jr.append(args.batch * args.steps / jt)
+    if not args.no_torch:
+      tr.append(args.batch * args.steps / tt)
+  out = dict(arch=args.arch, impl=args.impl, dtype=args.dtype, batch=args.batch,
+             jax_img_s=round(statistics.median(jr), 1), jax_min=round(min(jr), 1),
+             jax_max=round(max(jr), 1), compile_s=round(compile_s, 1))
+  if tr:
+    out.update(torch_img_s=round(statistics.median(tr), 1),
+               ratio=round(statistics.median([a / b for a, b in zip(jr, tr)]), 3),
+               ratios=[round(a / b, 2) for a, b in zip(jr, tr)])
+  out['torch_threads'] = args.torch_threads
+  out['load_avg_1m'] = round(__import__('os').getloadavg()[0], 1)
+  out['xla_flags'] = __import__('os').environ.get('XLA_FLAGS', '')
+  print(json.dumps(out), flush=True)
+
+
+if __name__ == '__main__':
+  sys.exit(main())
