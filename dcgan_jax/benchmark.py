@@ -14,12 +14,17 @@ XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
 ratios JAX / torch, robust to the noise of a shared machine.
 
 --mode=input times `input_pipeline.create_train_iter(config)` alone.
+--mode=inception times the FID Inception feature extractor on batch_size
+uint8 images of the config's size (and, with --torch_reference, the TorchScript
+reference network on the same images).
 """
 
 import json
 import os
 import statistics
 import time
+
+import numpy as np
 
 from absl import app
 from absl import flags
@@ -35,7 +40,7 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file (configs/
 flags.DEFINE_integer('steps', 20, 'Steps (batches) per timed repeat.')
 flags.DEFINE_integer('repeats', 3, 'Timed repeats; images/s is their median.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_enum('mode', 'train', ['train', 'input'], 'What to time.')
+flags.DEFINE_enum('mode', 'train', ['train', 'input', 'inception'], 'What to time.')
 flags.DEFINE_bool('torch_reference', False,
                   'Also time the PyTorch reference step, interleaved, and report the ratio.')
 flags.DEFINE_integer('torch_threads', None, 'torch threads; default os.cpu_count().')
@@ -188,6 +193,53 @@ def benchmark_input(config, steps, repeats, warmup):
   return result
 
 
+def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
+                        torch_threads=None):
+  """Times the FID Inception feature extractor on uint8 images of the config's size."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.evaluation import weights  # pylint: disable=g-import-not-at-top
+
+  extractor = features.inception_extractor(batch_size=config.batch_size)
+  batch_size = extractor.batch_size
+  shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
+  images = np.random.RandomState(0).randint(0, 256, (batch_size, *shape), dtype=np.uint8)
+  t0 = time.perf_counter()
+  extractor(images)
+  compile_s = time.perf_counter() - t0
+  for _ in range(warmup):
+    extractor(images)
+  reference = None
+  if torch_reference:
+    from experiments.torch_reference import inception as torch_inception  # pylint: disable=g-import-not-at-top
+    reference = torch_inception.TorchInception(weights.find_default_1(),
+                                               threads=torch_threads or os.cpu_count())
+    reference(images)
+
+  jax_rates, torch_rates = [], []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    for _ in range(steps):
+      extractor(images)  # Returns host numpy arrays: the time includes the transfer.
+    jax_rates.append(batch_size * steps / (time.perf_counter() - t))
+    if reference is not None:
+      t = time.perf_counter()
+      for _ in range(steps):
+        reference(images)
+      torch_rates.append(batch_size * steps / (time.perf_counter() - t))
+  result = {'mode': 'inception', 'image_size': config.image_size, 'batch_size': batch_size,
+            **_summary(jax_rates), 'compile_s': round(compile_s, 2),
+            'device_kind': jax.local_devices()[0].device_kind,
+            'device_count': jax.device_count(), 'dtype': 'float32', 'steps': steps,
+            'repeats': repeats}
+  result['step_ms'] = round(1e3 * batch_size / result['images_per_sec'], 2)
+  if torch_rates:
+    result.update(_summary(torch_rates, prefix='torch_'))
+    result['ratio'] = round(statistics.median(a / b for a, b in zip(jax_rates, torch_rates)), 3)
+  return result
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
@@ -196,6 +248,9 @@ def main(argv):
   if FLAGS.mode == 'train':
     result = benchmark_train(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                              FLAGS.torch_reference, FLAGS.torch_threads)
+  elif FLAGS.mode == 'inception':
+    result = benchmark_inception(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
+                                 FLAGS.torch_reference, FLAGS.torch_threads)
   else:
     result = benchmark_input(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
   print(json.dumps(result), flush=True)

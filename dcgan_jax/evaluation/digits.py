@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from dcgan_jax.evaluation import features
+from dcgan_jax.evaluation import inception
 from dcgan_jax.evaluation import weights as weights_lib
 
 NAME = 'digits_cnn_v1'
@@ -40,13 +41,7 @@ LEARNING_RATE = 1e-3
 
 def preprocess(images):
   """NHWC uint8 or [-1, 1] float images -> [N, 28, 28, 1] float32 in [-1, 1]."""
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f'Want [N, H, W, 1 or 3] images, got shape {images.shape}.')
-  if images.dtype == jnp.uint8:
-    x = images.astype(jnp.float32) / 127.5 - 1.0
-  else:
-    x = images.astype(jnp.float32)
-  x = jnp.mean(x, axis=-1, keepdims=True)
+  x = jnp.mean(inception.to_float(images), axis=-1, keepdims=True)
   if x.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
     x = jax.image.resize(x, (x.shape[0], IMAGE_SIZE, IMAGE_SIZE, 1), 'bilinear')
   return x

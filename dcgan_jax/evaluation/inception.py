@@ -40,6 +40,15 @@ NUM_LOGITS = 1008
 BN_EPSILON = 1e-3
 
 
+def to_float(images):
+  """NHWC uint8 [0, 255] or float [-1, 1] images (C = 1 or 3) -> float32 in [-1, 1]."""
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f'Want [N, H, W, 1 or 3] images, got shape {images.shape}.')
+  if images.dtype == jnp.uint8:
+    return images.astype(jnp.float32) / 127.5 - 1.0
+  return images.astype(jnp.float32)
+
+
 def preprocess(images):
   """Maps NHWC uint8 [0, 255] or float [-1, 1] images to [N, 299, 299, 3] float32.
 
@@ -49,12 +58,7 @@ def preprocess(images):
   Returns:
     float32 [N, 299, 299, 3] in [-1, 1], as the FID Inception network expects.
   """
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f'Want [N, H, W, 1 or 3] images, got shape {images.shape}.')
-  if images.dtype == jnp.uint8:
-    x = images.astype(jnp.float32) / 127.5 - 1.0
-  else:
-    x = images.astype(jnp.float32)
+  x = to_float(images)
   if x.shape[-1] == 1:
     x = jnp.repeat(x, 3, axis=-1)
   n, h, w, c = x.shape

