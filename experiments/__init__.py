@@ -1,0 +1,1 @@
+"""Runners of the five seed studies (python -m experiments.run --study=000 ...)."""

@@ -1,0 +1,101 @@
+"""Shared pieces of the study grids: base configs per scale, overrides and budgets."""
+
+import copy
+
+from configs import default
+
+SCALES = ('cpu', 'full')
+# Offline data only at cpu scale: nothing may need a download on a laptop or CI.
+CPU_DATASET = 'offline_mnist'
+# Training images per epoch of the studies' datasets (TFDS train splits), to turn
+# the studies' epochs into steps at full scale.
+TRAIN_EXAMPLES = {'mnist': 60_000, 'emnist': 112_800, 'cifar10': 50_000, 'celeb_a': 162_770,
+                  # All of CelebA, as study 002 counted its epochs.
+                  'celeb_a_all': 202_599}
+
+
+def epochs_to_steps(dataset, epochs, batch_size):
+  """G steps of `epochs` passes over `dataset` at `batch_size` (k = 1 D step a G step)."""
+  return -(-TRAIN_EXAMPLES[dataset] * epochs // batch_size)
+
+
+def _divisor_every(num_steps, num_events):
+  """An interval near num_steps / num_events that divides num_steps.
+
+  So the last scheduled evaluation falls on the last step, where the loop
+  evaluates anyway, instead of a wasted one a few steps before it.
+  """
+  every = max(1, num_steps // num_events)
+  while num_steps % every:
+    every -= 1
+  return every
+
+
+def set_budget(config, num_steps, num_evals=4, num_samples=2, num_logs=40):
+  """Sets the steps and spreads evaluations, sample grids and logs over them."""
+  config.num_train_steps = num_steps
+  config.eval_every_steps = _divisor_every(num_steps, num_evals)
+  config.sample_every_steps = max(1, num_steps // num_samples)
+  config.checkpoint_every_steps = config.eval_every_steps
+  config.log_every_steps = max(1, min(50, num_steps // num_logs))
+  return config
+
+
+def budget_overrides(num_steps, num_evals=4, num_samples=2, num_logs=40):
+  """The overrides of `set_budget`, for a run whose budget differs from its study's."""
+  every = _divisor_every(num_steps, num_evals)
+  return {'num_train_steps': num_steps,
+          'eval_every_steps': every,
+          'sample_every_steps': max(1, num_steps // num_samples),
+          'checkpoint_every_steps': every,
+          'log_every_steps': max(1, min(50, num_steps // num_logs))}
+
+
+def cpu_config(num_steps, image_size=28):
+  """Small widths, the offline digits and the digit-classifier FID: minutes on 2 cores."""
+  config = default.get_config()
+  config.dataset = CPU_DATASET
+  config.image_size = image_size  # 32 pads the 28 px digits, for 32 px architectures.
+  config.batch_size = 32
+  config.shuffle_buffer_size = 5_000
+  config.eval_feature_extractor = 'digits'
+  config.eval_num_samples = 1_000
+  config.max_checkpoints_to_keep = 1
+  config.model.latent_dim = 64
+  config.model.g_features = 32
+  config.model.d_features = 32
+  return set_budget(config, num_steps, num_evals=2)
+
+
+def full_config(dataset, image_size, batch_size, num_steps):
+  """The study's dataset and image size, Inception FID/KID/IS on 10,000 samples."""
+  config = default.get_config()
+  config.dataset = dataset
+  config.image_size = image_size
+  config.batch_size = batch_size
+  config.eval_feature_extractor = 'inception'
+  config.eval_num_samples = 10_000
+  config.model.latent_dim = 100
+  config.model.g_features = 64
+  config.model.d_features = 64
+  return set_budget(config, num_steps, num_evals=10, num_samples=20, num_logs=500)
+
+
+def apply_overrides(config, overrides):
+  """A copy of `config` with {'dotted.path': value} overrides; unknown fields are errors.
+
+  Raises KeyError for a path the base config does not have, so a typo in a grid
+  fails when the grid is built rather than training the wrong thing.
+  """
+  config = copy.deepcopy(config)
+  for path, value in overrides.items():
+    node = config
+    *parents, leaf = path.split('.')
+    for part in parents:
+      if part not in node:
+        raise KeyError(f'Override {path!r}: the config has no field {part!r}.')
+      node = node[part]
+    if leaf not in node:
+      raise KeyError(f'Override {path!r}: the config has no field {leaf!r}.')
+    node[leaf] = value
+  return config

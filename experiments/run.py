@@ -1,0 +1,561 @@
+"""Runs one seed study's grid, resuming, and writes its tables, figures and reports.
+
+  python -m experiments.run --study=001 --scale=cpu --outdir=experiments/results/cpu
+  python -m experiments.run --study=003 --scale=full --outdir=/data/studies --only=lr_1e-4
+  python -m experiments.run --study=002 --scale=cpu --outdir=/tmp/s --dry_run
+
+Each run trains in DIR/study_XXX/runs/NAME (`train.train_and_evaluate`, which
+resumes from the run's latest checkpoint, so an interrupted study continues);
+a finished run is marked by run_info.json and is not trained again. After the
+per-run analysis its checkpoints are deleted unless --keep_checkpoints.
+"""
+
+import csv
+import importlib
+import json
+import logging as py_logging
+import math
+import os
+import shutil
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from experiments import common
+
+STUDIES = ('000', '001', '002', '003', '004')
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('study', None, STUDIES, 'Which study to run.')
+flags.DEFINE_enum('scale', 'cpu', common.SCALES,
+                  'cpu: the grid on the offline digits in minutes; full: the study\'s data and budget.')
+flags.DEFINE_string('outdir', None, 'Results go to OUTDIR/study_XXX/.')
+flags.DEFINE_list('only', [], 'Run only these runs of the grid (names); the tables still list '
+                  'every finished run.')
+flags.DEFINE_bool('dry_run', False, 'Build and check every config, print the plan, train nothing.')
+flags.DEFINE_multi_string('override', [], 'key=value applied to every run after the grid, '
+                          'e.g. --override=num_train_steps=10 --override=data_dir=/data/tfds.')
+flags.DEFINE_bool('keep_checkpoints', False, 'Keep checkpoints/ and best_checkpoint/ of finished runs.')
+
+# Columns of results.csv after the run name and the switches that vary.
+METRIC_COLUMNS = ('dataset', 'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
+                  'kid', 'is', 'best_fid', 'best_fid_step', 'wall_time_s', 'steps_per_s')
+RUN_INFO = 'run_info.json'
+CHECKPOINT_DIRS = ('checkpoints', 'best_checkpoint')
+
+
+def get_study(study_id):
+  return importlib.import_module(f'experiments.study_{study_id}')
+
+
+def parse_overrides(items):
+  """['a.b=1e-4', 'c=(1, 2)'] -> {'a.b': 1e-4, 'c': (1, 2)}; values as Python literals."""
+  import ast  # pylint: disable=g-import-not-at-top
+  out = {}
+  for item in items:
+    key, sep, text = item.partition('=')
+    if not sep:
+      raise ValueError(f'--override wants key=value, got {item!r}.')
+    try:
+      out[key.strip()] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      out[key.strip()] = text  # A bare string, e.g. data_dir=/data.
+  return out
+
+
+def build_grid(study, scale, extra_overrides=None):
+  """[(name, config, overrides)] of a study at a scale, every config checked.
+
+  `extra_overrides` apply on top of every run's (e.g. a smaller step count).
+  """
+  base = study.base_config(scale)
+  runs = []
+  for name, overrides in study.grid(scale):
+    config = common.apply_overrides(base, overrides)
+    if extra_overrides:
+      config = common.apply_overrides(config, extra_overrides)
+    validate(config)
+    runs.append((name, config, overrides))
+  names = [name for name, _, _ in runs]
+  if len(set(names)) != len(names):
+    raise ValueError(f'Duplicate run names in study grid: {names}.')
+  return runs
+
+
+def validate(config):
+  """The library's config check, when this checkout has it (fails on the first bad field)."""
+  try:
+    from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return
+  config_validation.validate(config, num_devices=1)
+
+
+def _get(config, path):
+  node = config
+  for part in path.split('.'):
+    node = node[part]
+  return node
+
+
+# Schedules that follow a run's budget: not switches of the study.
+BOOKKEEPING = ('eval_every_steps', 'sample_every_steps', 'checkpoint_every_steps',
+               'log_every_steps', 'instance_noise_decay_steps')
+
+
+def varied_switches(runs):
+  """The override paths whose value differs between the grid's runs (in first-seen order)."""
+  paths = []
+  for _, _, overrides in runs:
+    paths += [p for p in overrides if p not in paths and p not in BOOKKEEPING]
+  varied = []
+  for path in paths:
+    values = {repr(_get(config, path)) for _, config, _ in runs}
+    if len(values) > 1:
+      varied.append(path)
+  return varied
+
+
+def dataset_label(study, name, config, scale):
+  """The run's dataset; at cpu scale also what it stands in for."""
+  if scale == 'cpu':
+    stands_for = getattr(study, 'STANDS_IN_FOR', {}).get(name)
+    label = f'{config.dataset} {config.image_size}px'
+    return f'{label} (for {stands_for})' if stands_for else label
+  return f'{config.dataset} {config.image_size}px'
+
+
+# ---------------------------------------------------------------------------
+# Collecting metrics.
+# ---------------------------------------------------------------------------
+
+
+def load_run_info(workdir):
+  path = os.path.join(workdir, RUN_INFO)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def save_run_info(workdir, info):
+  with open(os.path.join(workdir, RUN_INFO), 'w') as f:
+    json.dump(info, f, indent=2, default=float)
+
+
+def collect_metrics(workdir, info=None):
+  """Final and best metrics of a run from its TensorBoard logs (analysis.plots).
+
+  Returns:
+    {'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is',
+     'best_fid', 'best_fid_step', 'wall_time_s', 'steps_per_s'}; absent values are None.
+  """
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
+  info = info if info is not None else load_run_info(workdir)
+  scalars = plots.read_scalars(workdir)
+  summary = plots.summarize_scalars(scalars)
+  final = lambda tag: summary[tag]['final'] if tag in summary else None
+  row = {tag: final(tag) for tag in ('d_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
+                                     'kid', 'is')}
+  row['steps'] = max((e['final_step'] for e in summary.values()), default=None)
+  fid = summary.get('fid', {})
+  row['best_fid'] = fid.get('best')
+  row['best_fid_step'] = fid.get('best_step')
+  row['wall_time_s'] = info.get('wall_time_s')
+  # Training speed as the loop measured it (ReportProgress), evaluation excluded.
+  if 'steps_per_sec' in scalars:
+    row['steps_per_s'] = float(np.mean(scalars['steps_per_sec'][1]))
+  elif row['wall_time_s'] and row['steps']:
+    row['steps_per_s'] = row['steps'] / row['wall_time_s']
+  else:
+    row['steps_per_s'] = None
+  return row
+
+
+def _cell(value, precision=4):
+  if value is None:
+    return '-'
+  if isinstance(value, float):
+    if math.isnan(value):
+      return 'nan'
+    return f'{value:.{precision}g}'
+  if isinstance(value, (tuple, list)):
+    return '(' + ', '.join(str(v) for v in value) + ')'
+  return str(value)
+
+
+def _csv_cell(value):
+  if value is None:
+    return ''
+  if isinstance(value, (tuple, list)):
+    return _cell(value)
+  return value
+
+
+def write_results(outdir, rows, varied, extra_columns=(), title='', notes=()):
+  """Writes results.csv and results.md: one row per run.
+
+  Args:
+    outdir: the study's results folder.
+    rows: [{'run': name, <varied path>: value, <METRIC_COLUMNS>..., <extra>...}].
+    varied: the switch paths that vary between runs (columns after 'run').
+    extra_columns: analysis columns (probe accuracy, silhouette, ...).
+    title, notes: the Markdown page's heading and paragraphs under it.
+
+  Returns:
+    (csv path, md path).
+  """
+  os.makedirs(outdir, exist_ok=True)
+  columns = ['run', *varied, *METRIC_COLUMNS, *extra_columns]
+  csv_path = os.path.join(outdir, 'results.csv')
+  with open(csv_path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    for row in rows:
+      # Full precision in the CSV; tuples (e.g. lr_decay_steps) as '(a, b)'.
+      writer.writerow([_csv_cell(row.get(c)) for c in columns])
+  md_path = os.path.join(outdir, 'results.md')
+  lines = [f'# {title}' if title else '# Results', '']
+  lines += [n + '\n' for n in notes]
+  lines += ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+  for row in rows:
+    lines.append('| ' + ' | '.join(_cell(row.get(c)) for c in columns) + ' |')
+  lines.append('')
+  with open(md_path, 'w') as f:
+    f.write('\n'.join(lines))
+  return csv_path, md_path
+
+
+# ---------------------------------------------------------------------------
+# Per-run analysis (needs the run's checkpoint, so it runs before they go).
+# ---------------------------------------------------------------------------
+
+
+def analyse_run(name, config, workdir, figdir, analyses, scale):
+  """The per-run report and the study's analyses; returns their numbers."""
+  from dcgan_jax.analysis import commands  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import report  # pylint: disable=g-import-not-at-top
+  generator, g_variables, discriminator, d_variables, _ = commands.restore_models(
+      config, workdir)
+  generate_fn = latent.make_generate_fn(generator, g_variables)
+  results = {}
+  if 'latent' in analyses:
+    results.update(latent_figures(name, config, generate_fn, figdir))
+  if 'probe' in analyses:
+    results.update(probe(name, config, discriminator, d_variables, figdir, scale))
+  if 'cluster' in analyses:
+    results.update(cluster(name, config, generator, g_variables, discriminator, d_variables,
+                           figdir))
+  report.write_report(workdir, config, generate_fn, metrics=results,
+                      title=f'Run report: {name}')
+  return results
+
+
+def latent_figures(name, config, generate_fn, figdir):
+  """Interpolation strips (slerp and lerp) and averaged-z arithmetic on a numbered sheet."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+  z = latent.sample_latents(key, 8, config.model.latent_dim, config.model.latent_dist)
+  for method in ('slerp', 'lerp'):
+    latent.interpolation_strip(generate_fn, z[:4], z[4:], 8, method,
+                               os.path.join(figdir, f'{name}_interpolation_{method}.png'))
+  sheet_z = latent.sample_latents(jax.random.fold_in(key, 2), 64, config.model.latent_dim,
+                                  config.model.latent_dist)
+  latent.sample_sheet(generate_fn, sheet_z, os.path.join(figdir, f'{name}_sheet.png'))
+  groups = arithmetic_groups(config, generate_fn, sheet_z)
+  if groups is None:
+    return {}
+  a, b, c, classes = groups
+  out = latent.arithmetic_grid(generate_fn, sheet_z, a, b, c, jax.random.fold_in(key, 3),
+                               path=os.path.join(figdir, f'{name}_arithmetic.png'))
+  results = {'arithmetic': f'mean({classes[0]}) - mean({classes[1]}) + mean({classes[2]})'}
+  if config.dataset == 'offline_mnist':
+    predicted = classify_digits(out['result_images'])
+    results['arithmetic_result_classes'] = ' '.join(str(p) for p in predicted)
+  return results
+
+
+def classify_digits(images):
+  """The digit classifier's labels for images in [-1, 1] (the FID extractor's classifier)."""
+  from dcgan_jax.evaluation import digits  # pylint: disable=g-import-not-at-top
+  variables, _ = digits.load_or_train()
+  logits = digits.DigitsCNN().apply(variables, digits.preprocess(np.asarray(images)))['logits']
+  return np.argmax(np.asarray(logits), -1)
+
+
+def arithmetic_groups(config, generate_fn, z):
+  """Groups A, B, C of three z each, picked automatically.
+
+  Faces would be picked by eye on the numbered sheet (`--what=sheet`); digits
+  have no attributes to pick, so the classifier labels the sheet and A, B, C
+  are three samples each of the three most frequent classes: the result shows
+  whether averaged-z arithmetic lands on a coherent digit.
+  """
+  if config.dataset != 'offline_mnist':
+    return None
+  from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
+  labels = classify_digits(latent.generate(generate_fn, z))
+  classes = [int(c) for c in np.argsort(-np.bincount(labels, minlength=10), kind='stable')]
+  groups = [np.flatnonzero(labels == c)[:3] for c in classes[:3]]
+  if any(len(g) == 0 for g in groups):
+    return None
+  return [g.tolist() for g in groups] + [classes[:3]]
+
+
+# The pixel probe and the labelled images are the same for every run of a
+# study: computed once per process (a study runs in one).
+_LABELLED = {}
+_PIXEL_PROBES = {}
+
+
+def _labelled_images(dataset, image_size, data_dir):
+  from dcgan_jax.analysis import probes  # pylint: disable=g-import-not-at-top
+  key = (dataset, image_size, data_dir)
+  if key not in _LABELLED:
+    _LABELLED[key] = tuple(probes.load_labelled_images(dataset, split, image_size, None, data_dir)
+                           for split in ('train', 'test'))
+  return _LABELLED[key]
+
+
+def probe(name, config, discriminator, d_variables, figdir, scale):
+  """Linear SVM on D features vs. raw pixels (offline digits at cpu scale, else CIFAR-10).
+
+  The steps of `probes.run_probes`, with the pixel probe computed once per study.
+  """
+  from dcgan_jax.analysis import probes  # pylint: disable=g-import-not-at-top
+  dataset = 'offline_mnist' if scale == 'cpu' else 'cifar10'
+  data_dir = config.get('data_dir')
+  (train_x, train_y), (test_x, test_y) = _labelled_images(dataset, config.image_size, data_dir)
+  # As run_probes: the exact solver up to 20,000 examples, SGD (as Beltran) above.
+  solver = 'liblinear' if len(train_x) <= 20_000 else 'sgd'
+  feature_fn = probes.make_feature_fn(discriminator, d_variables, pool='max')
+  results = {'discriminator': probes.linear_svm_probe(
+      probes.extract_features(feature_fn, train_x), train_y,
+      probes.extract_features(feature_fn, test_x), test_y, name='discriminator', solver=solver)}
+  key = (dataset, config.image_size, data_dir)
+  if key not in _PIXEL_PROBES:
+    _PIXEL_PROBES[key] = probes.linear_svm_probe(train_x, train_y, test_x, test_y, name='pixels',
+                                                 solver=solver)
+  results['pixels'] = _PIXEL_PROBES[key]
+  probes.plot_confusion_matrices(
+      results, os.path.join(figdir, f'{name}_probe_confusion.png'),
+      probes.CIFAR10_CLASSES if dataset == 'cifar10' else None)
+  return {'probe_d_features_acc': results['discriminator'].accuracy,
+          'probe_pixels_acc': results['pixels'].accuracy,
+          'probe_num_features': results['discriminator'].num_features}
+
+
+def cluster(name, config, generator, g_variables, discriminator, d_variables, figdir):
+  """PCA + k-means (k = 10) on D features of real test digits and of G's samples."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import probes  # pylint: disable=g-import-not-at-top
+  dataset = config.dataset
+  images, labels = probes.load_labelled_images(dataset, 'test', config.image_size, 2_000,
+                                               config.get('data_dir'))
+  real = probes.run_clustering(discriminator, d_variables, images, labels, seed=config.seed)
+  probes.plot_clusters(real, os.path.join(figdir, f'{name}_clusters_real.png'), labels,
+                       title=f'{name}, real test digits:')
+  z = latent.sample_latents(jax.random.fold_in(jax.random.PRNGKey(config.seed), 4), 1_000,
+                            config.model.latent_dim, config.model.latent_dist)
+  samples = latent.generate(latent.make_generate_fn(generator, g_variables), z)
+  fake = probes.run_clustering(discriminator, d_variables, samples, seed=config.seed)
+  return {'silhouette_real': real.silhouette, 'compactness_real': real.compactness,
+          'nmi_real': real.nmi, 'silhouette_gen': fake.silhouette,
+          'compactness_gen': fake.compactness}
+
+
+# ---------------------------------------------------------------------------
+# Study-level figures.
+# ---------------------------------------------------------------------------
+
+
+def sample_panels(workdirs, path, max_cols=4, label_height=14):
+  """The latest sample grid of every run side by side, each under its run's name.
+
+  Tiled with PIL at the grids' own resolution (no resampling), so the PNG
+  stays small enough to commit.
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import images as images_lib  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.analysis import report  # pylint: disable=g-import-not-at-top
+  grids = [(label, report.latest_sample_grid(w)) for label, w in workdirs.items()]
+  grids = [(label, Image.open(p).convert('RGB')) for label, p in grids if p]
+  if not grids:
+    return None
+  width = max(g.width for _, g in grids)
+  height = max(g.height for _, g in grids) + label_height
+  ncols = min(max_cols, len(grids))
+  nrows = -(-len(grids) // ncols)
+  canvas = Image.new('RGB', (ncols * width, nrows * height), (255, 255, 255))
+  draw = ImageDraw.Draw(canvas)
+  for i, (label, grid) in enumerate(grids):
+    row, col = divmod(i, ncols)
+    left, top = col * width, row * height
+    draw.text((left + 4, top + 1), label, fill=(0, 0, 0))
+    canvas.paste(grid, (left, top + label_height))
+  image = np.asarray(canvas)
+  if (image == image[..., :1]).all():  # Gray samples: one channel is a third of the bytes.
+    image = image[..., :1]
+  return images_lib.save_image(image, path)
+
+
+def study_figures(workdirs, figdir):
+  """FID, losses and D accuracy of all runs on shared axes, and their samples."""
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
+  paths = {
+      'fid': plots.compare_runs(workdirs, os.path.join(figdir, 'fid.png'), ('fid',), logy=True),
+      'losses': plots.compare_runs(workdirs, os.path.join(figdir, 'losses.png'),
+                                   ('d_loss', 'g_loss'), smoothing=0.6),
+      'd_accuracy': plots.compare_runs(workdirs, os.path.join(figdir, 'd_accuracy.png'),
+                                       ('d_acc_real', 'd_acc_fake'), smoothing=0.6),
+  }
+  samples = sample_panels(workdirs, os.path.join(figdir, 'samples.png'))
+  if samples:
+    paths['samples'] = samples
+  return paths
+
+
+# ---------------------------------------------------------------------------
+# The study.
+# ---------------------------------------------------------------------------
+
+
+class StoppedEarly(Exception):
+  """Training was stopped by a signal before its last step."""
+
+
+def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
+  """Trains (or resumes) one run, analyses it, marks it finished; returns its run_info."""
+  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  info = load_run_info(workdir)
+  if info.get('finished'):
+    logging.info('%s: finished earlier, not trained again.', name)
+    return info
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  g_state, _ = train.train_and_evaluate(config, workdir)
+  # Wall time of training (with its evaluations) in this invocation; a resumed
+  # run adds to what an interrupted one recorded.
+  info['wall_time_s'] = info.get('wall_time_s', 0.0) + time.time() - start
+  save_run_info(workdir, info)
+  if int(g_state.step) < config.num_train_steps:
+    # SIGTERM/SIGINT stopped training with a checkpoint: not finished, and the
+    # study stops here too; the same command resumes it.
+    raise StoppedEarly(f'{name} stopped at step {int(g_state.step)} of '
+                       f'{config.num_train_steps}; run the command again to resume.')
+  start = time.time()
+  info['analysis'] = analyse_run(name, config, workdir, figdir, analyses, scale)
+  info['analysis_time_s'] = time.time() - start
+  info['finished'] = True
+  save_run_info(workdir, info)
+  if not keep_checkpoints:
+    for sub in CHECKPOINT_DIRS:
+      shutil.rmtree(os.path.join(workdir, sub), ignore_errors=True)
+  return info
+
+
+def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
+              keep_checkpoints=False):
+  """Runs (or plans) a study; returns the rows of its results table."""
+  study = get_study(study_id)
+  runs = build_grid(study, scale, overrides)
+  known = {name for name, _, _ in runs}
+  unknown = set(only) - known
+  if unknown:
+    raise ValueError(f'--only names {sorted(unknown)} are not in study {study_id}: {sorted(known)}.')
+  varied = varied_switches(runs)
+  study_dir = os.path.join(outdir, f'study_{study_id}')
+  figdir = os.path.join(study_dir, 'figures')
+  if dry_run:
+    for name, config, _ in runs:
+      if only and name not in only:
+        continue
+      print(f'{name}: {dataset_label(study, name, config, scale)}, {config.model.arch}, '
+            f'{config.num_train_steps} steps, batch {config.batch_size}, ' +
+            ', '.join(f'{p}={_cell(_get(config, p))}' for p in varied) +
+            f'; analyses: {", ".join(study.analyses(name, scale)) or "-"}')
+    return []
+
+  study_start = time.time()
+  for name, config, _ in runs:
+    if only and name not in only:
+      continue
+    logging.info('Study %s, run %s: %d steps.', study_id, name, config.num_train_steps)
+    train_run(name, config, os.path.join(study_dir, 'runs', name), figdir,
+              study.analyses(name, scale), scale, keep_checkpoints)
+
+  rows, workdirs, extra = [], {}, []
+  for name, config, _ in runs:
+    workdir = os.path.join(study_dir, 'runs', name)
+    info = load_run_info(workdir)
+    if not info.get('finished'):
+      continue  # Not run yet (--only): left out of the tables.
+    workdirs[name] = workdir
+    row = {'run': name, **{p: _get(config, p) for p in varied},
+           **collect_metrics(workdir, info),
+           'dataset': dataset_label(study, name, config, scale)}
+    for key, value in info.get('analysis', {}).items():
+      row[key] = value
+      if key not in extra:
+        extra.append(key)
+    rows.append(row)
+  if not rows:
+    return rows
+  study_figures(workdirs, figdir)
+  extractor = runs[0][1].eval_feature_extractor
+  notes = [f'Scale: **{scale}**. FID, KID and IS are in the feature space of the '
+           f'`{extractor}` extractor' +
+           (' (a digit classifier: comparable only with each other, never with Inception '
+            'numbers).' if extractor == 'digits' else '.'),
+           'Final values are those of the last logged step; best_fid is the lowest FID of the '
+           'evaluations during training. wall_time_s covers training and its evaluations; '
+           'steps_per_s is the training loop\'s own measure.',
+           'Figures: ' + ', '.join(f'[{f}](figures/{f}.png)' for f in (
+               'fid', 'losses', 'd_accuracy', 'samples')) + '. Per-run reports: ' +
+           ', '.join(f'[{n}](runs/{n}/report/report.md)' for n in workdirs) + '.']
+  write_results(study_dir, rows, varied, extra, title=f'Study {study.TITLE}', notes=notes)
+  logging.info('Study %s (%s scale): %d runs collected in %.0f s; results in %s.', study_id,
+               scale, len(rows), time.time() - study_start, study_dir)
+  return rows
+
+
+class _QuietLibraries(py_logging.Filter):
+  """Drops the INFO lines orbax and TFDS write on every save and read (warnings stay)."""
+
+  def filter(self, record):
+    noisy = ('/orbax/', '/tensorflow_datasets/', '/tensorboard/')
+    return record.levelno >= py_logging.WARNING or not any(n in record.pathname for n in noisy)
+
+
+def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if len(argv) > 1:
+    raise app.UsageError('Too many command-line arguments.')
+  if not FLAGS.study:
+    raise app.UsageError('--study is required.')
+  if not FLAGS.outdir and not FLAGS.dry_run:
+    raise app.UsageError('--outdir is required (except with --dry_run).')
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
+  if not FLAGS.dry_run:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    # tf.data only: keep TensorFlow off the accelerators JAX uses.
+    tf.config.experimental.set_visible_devices([], 'GPU')
+    tf.config.experimental.set_visible_devices([], 'TPU')
+  try:
+    run_study(FLAGS.study, FLAGS.scale, FLAGS.outdir or '', FLAGS.only, FLAGS.dry_run,
+              parse_overrides(FLAGS.override), FLAGS.keep_checkpoints)
+  except StoppedEarly as e:
+    logging.warning('%s', e)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

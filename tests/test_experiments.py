@@ -1,0 +1,153 @@
+"""Tests of the study runners in experiments/: grids, the results table, one real run."""
+
+import csv
+import json
+import os
+
+from clu import metric_writers
+import pytest
+
+from experiments import common
+from experiments import run
+
+STUDY_IDS = run.STUDIES
+
+
+@pytest.mark.parametrize('scale', common.SCALES)
+@pytest.mark.parametrize('study_id', STUDY_IDS)
+def test_grid_builds_valid_configs(study_id, scale):
+  study = run.get_study(study_id)
+  runs = run.build_grid(study, scale)  # Applies every override and validates.
+  assert len(runs) >= 2
+  for name, config, overrides in runs:
+    assert name and '/' not in name
+    for path, value in overrides.items():
+      assert run._get(config, path) == value  # pylint: disable=protected-access
+    assert set(study.analyses(name, scale)) <= {'latent', 'probe', 'cluster'}
+  # Every grid compares something: at least one switch varies.
+  assert run.varied_switches(runs)
+
+
+@pytest.mark.parametrize('study_id', STUDY_IDS)
+def test_cpu_grids_use_offline_data_and_digit_fid(study_id):
+  for name, config, _ in run.build_grid(run.get_study(study_id), 'cpu'):
+    assert config.dataset == 'offline_mnist', name
+    assert config.eval_feature_extractor == 'digits', name
+    assert config.image_size in (28, 32), name
+
+
+@pytest.mark.parametrize('study_id', STUDY_IDS)
+def test_full_grids_use_the_studies_data_and_inception(study_id):
+  for name, config, _ in run.build_grid(run.get_study(study_id), 'full'):
+    assert config.dataset in ('mnist', 'emnist', 'cifar10', 'celeb_a'), name
+    assert config.eval_feature_extractor == 'inception', name
+
+
+def test_grids_keep_the_studies_variables():
+  """The cpu grid changes the scale, not the question: same switches vary."""
+  expected = {
+      '000': {'model.g_activation', 'optim.d_lr'},
+      '001': {'optim.g_b1', 'optim.g_lr', 'loss.type', 'model.g_attention_res',
+              'model.g_activation', 'model.g_norm'},
+      '002': {'model.d_dropout', 'loss.label_smoothing', 'd_separate_real_fake'},
+      '003': {'optim.g_lr', 'optim.lr_decay_steps'},
+      '004': {'model.arch'},
+  }
+  for study_id, switches in expected.items():
+    for scale in common.SCALES:
+      varied = set(run.varied_switches(run.build_grid(run.get_study(study_id), scale)))
+      assert switches <= varied, (study_id, scale, switches - varied)
+
+
+def test_study_003_learning_rates_and_schedule():
+  runs = {name: config for name, config, _ in run.build_grid(run.get_study('003'), 'full')}
+  assert {runs[f'lr_{lr}'].optim.g_lr for lr in ('1e-4', '1e-5', '1e-6')} == {1e-4, 1e-5, 1e-6}
+  schedule = runs['schedule_1e-4_1e-5_1e-6']
+  assert schedule.num_train_steps == 3 * runs['lr_1e-4'].num_train_steps
+  assert schedule.optim.lr_decay_steps == (runs['lr_1e-4'].num_train_steps,
+                                           2 * runs['lr_1e-4'].num_train_steps)
+  assert all(c.model.spectral_norm for c in runs.values())
+
+
+def test_unknown_override_is_an_error():
+  with pytest.raises(KeyError, match='no field'):
+    common.apply_overrides(common.cpu_config(10), {'optim.glr': 1e-4})
+
+
+def test_parse_overrides():
+  assert run.parse_overrides(['num_train_steps=10', 'optim.lr_decay_steps=(1, 2)',
+                              'data_dir=/data/tfds']) == {
+                                  'num_train_steps': 10, 'optim.lr_decay_steps': (1, 2),
+                                  'data_dir': '/data/tfds'}
+
+
+def test_dry_run_trains_nothing(tmp_path, capsys):
+  assert run.run_study('002', 'cpu', str(tmp_path), dry_run=True) == []
+  out = capsys.readouterr().out
+  assert 'faces:' in out and 'for celeb_a' in out
+  assert not os.listdir(tmp_path)
+  with pytest.raises(ValueError, match='not in study'):
+    run.run_study('002', 'cpu', str(tmp_path), only=['nope'], dry_run=True)
+
+
+def _fake_run(workdir, fids, wall_time):
+  writer = metric_writers.create_default_writer(str(workdir))
+  for step in (10, 20, 30):
+    writer.write_scalars(step, {'d_loss': 1.0 + step, 'g_loss': 2.0 + step,
+                                'd_acc_real': 0.5, 'd_acc_fake': step / 100})
+  for step, fid in zip((10, 20, 30), fids):
+    writer.write_scalars(step, {'fid': fid, 'kid': fid / 10, 'is': 2.0})
+  writer.write_scalars(30, {'steps_per_sec': 5.0})
+  writer.flush()
+  writer.close()
+  run.save_run_info(str(workdir), {'finished': True, 'wall_time_s': wall_time})
+
+
+def test_results_table_from_fake_runs(tmp_path):
+  _fake_run(tmp_path / 'a', (300.0, 100.0, 200.0), 12.5)
+  _fake_run(tmp_path / 'b', (50.0, 60.0, 70.0), 7.0)
+  rows = []
+  for name, lr in (('a', 1e-4), ('b', 2e-4)):
+    row = {'run': name, 'optim.g_lr': lr, 'dataset': 'offline_mnist 28px',
+           **run.collect_metrics(str(tmp_path / name))}
+    rows.append(row)
+  assert rows[0]['best_fid'] == 100.0 and rows[0]['best_fid_step'] == 20
+  assert rows[0]['fid'] == 200.0 and rows[0]['steps'] == 30
+  assert rows[0]['d_loss'] == 31.0 and rows[0]['d_acc_fake'] == pytest.approx(0.3)
+  assert rows[1]['best_fid'] == 50.0 and rows[1]['best_fid_step'] == 10
+  assert rows[0]['wall_time_s'] == 12.5 and rows[0]['steps_per_s'] == 5.0
+  csv_path, md_path = run.write_results(str(tmp_path / 'out'), rows, ['optim.g_lr'],
+                                        title='fake')
+  with open(csv_path) as f:
+    table = list(csv.DictReader(f))
+  assert [r['run'] for r in table] == ['a', 'b']
+  assert list(table[0]) == ['run', 'optim.g_lr', *run.METRIC_COLUMNS]
+  assert float(table[0]['best_fid']) == 100.0 and float(table[1]['optim.g_lr']) == 2e-4
+  with open(md_path) as f:
+    md = f.read().splitlines()
+  header = [l for l in md if l.startswith('| run |')]
+  assert len(header) == 1 and '| best_fid |' in header[0]
+  assert sum(l.startswith('| a |') or l.startswith('| b |') for l in md) == 2
+
+
+def test_end_to_end_smallest_cpu_run(tmp_path, tfds_data_dir):
+  """The MLP GAN of study 004 for 3 steps: trained, analysed, tabled, checkpoints gone."""
+  overrides = {'num_train_steps': 3, 'eval_num_samples': 0, 'shuffle_buffer_size': 64,
+               'data_dir': tfds_data_dir}
+  rows = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
+                       overrides=overrides)
+  assert [r['run'] for r in rows] == ['mlp_gan_same_steps']
+  assert rows[0]['steps'] == 3 and rows[0]['d_loss'] is not None
+  study_dir = tmp_path / 'study_004'
+  assert (study_dir / 'results.md').exists() and (study_dir / 'results.csv').exists()
+  assert (study_dir / 'figures' / 'losses.png').exists()
+  assert (study_dir / 'figures' / 'samples.png').exists()
+  workdir = study_dir / 'runs' / 'mlp_gan_same_steps'
+  assert (workdir / 'report' / 'report.md').exists()
+  assert not (workdir / 'checkpoints').exists()
+  info = json.loads((workdir / 'run_info.json').read_text())
+  assert info['finished'] and info['wall_time_s'] > 0
+  # A finished run is not trained again; the table is rebuilt from its logs.
+  again = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
+                        overrides=overrides)
+  assert again[0]['wall_time_s'] == info['wall_time_s']
