@@ -12,14 +12,14 @@ def get_config():
   config.dataset = 'offline_mnist'
   config.image_size = 28
   config.batch_size = 64
-  config.num_train_steps = 2_500
+  config.num_train_steps = 8_000
   config.log_every_steps = 50
-  config.sample_every_steps = 250
-  config.checkpoint_every_steps = 500
+  config.sample_every_steps = 1_000
+  config.checkpoint_every_steps = 2_000
   # FID in the feature space of a small digit classifier: seconds on a CPU.
   # The Inception FID of the same run: --mode=evaluate --config.eval_feature_extractor=inception
   config.eval_feature_extractor = 'digits'
-  config.eval_every_steps = 500
+  config.eval_every_steps = 2_000
   config.eval_num_samples = 2_000
   config.model.arch = 'dcgan'
   config.model.latent_dim = 64
