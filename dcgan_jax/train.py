@@ -18,7 +18,6 @@ Which update moves which statistics:
 
 import functools
 import os
-import time
 from typing import Any
 
 from absl import logging
@@ -40,6 +39,7 @@ from dcgan_jax import input_pipeline
 from dcgan_jax import losses
 from dcgan_jax import models
 from dcgan_jax import preemption
+from dcgan_jax import stabilizers
 
 
 class TrainState(train_state.TrainState):
@@ -105,70 +105,6 @@ def d_metrics(real_logits, fake_logits):
   }
 
 
-def d_targets(key, batch_size, config):
-  """D's targets for real and generated images: 1/0, one-sided smoothed, or random ranges."""
-  smoothing = config.loss.label_smoothing
-  if smoothing == 'none':
-    return 1.0, 0.0
-  if smoothing == 'one_sided':
-    return config.loss.real_label, 0.0
-  if smoothing == 'random':
-    real_key, fake_key = jax.random.split(key)
-    (real_lo, real_hi), (fake_lo, fake_hi) = config.loss.real_label_range, config.loss.fake_label_range
-    return (jax.random.uniform(real_key, (batch_size,), minval=real_lo, maxval=real_hi),
-            jax.random.uniform(fake_key, (batch_size,), minval=fake_lo, maxval=fake_hi))
-  raise ValueError(f'Unknown loss.label_smoothing {smoothing!r}; '
-                   "choose 'none', 'one_sided' or 'random'.")
-
-
-def instance_noise_std(step, config):
-  """The std of the noise added to D's inputs at `step`: linear decay to 0, or constant."""
-  if config.instance_noise_decay_steps > 0:
-    return config.instance_noise * jnp.maximum(0.0, 1.0 - step / config.instance_noise_decay_steps)
-  return jnp.asarray(config.instance_noise, jnp.float32)
-
-
-def add_instance_noise(key, images, step, config):
-  """Images + N(0, std(step)^2) noise (Sonderby et al. 2017), when instance noise is on."""
-  if config.instance_noise <= 0:
-    return images
-  return images + instance_noise_std(step, config) * jax.random.normal(key, images.shape)
-
-
-def rotate_images(images, angles):
-  """Rotates each NHWC image by its angle (radians) about the centre, as scipy.ndimage.rotate.
-
-  Every output pixel samples its source bilinearly; outside the image the edge
-  is repeated (as scipy.ndimage.rotate with mode='nearest').
-  """
-  _, h, w, _ = images.shape
-  ys, xs = jnp.meshgrid(jnp.arange(h) - (h - 1) / 2, jnp.arange(w) - (w - 1) / 2, indexing='ij')
-
-  def rotate(image, angle):
-    cos, sin = jnp.cos(angle), jnp.sin(angle)
-    src_y = cos * ys + sin * xs + (h - 1) / 2
-    src_x = -sin * ys + cos * xs + (w - 1) / 2
-    channel = lambda c: jax.scipy.ndimage.map_coordinates(c, [src_y, src_x], order=1,
-                                                          mode='nearest')
-    return jax.vmap(channel, in_axes=-1, out_axes=-1)(image)
-
-  return jax.vmap(rotate)(images, angles)
-
-
-def augment(key, images, config):
-  """Random horizontal flips and small rotations of D's real images (when switched on)."""
-  flip_key, angle_key = jax.random.split(key)
-  n = images.shape[0]
-  if config.augment.flip:
-    flip = jax.random.bernoulli(flip_key, 0.5, (n, 1, 1, 1))
-    images = jnp.where(flip, images[:, :, ::-1], images)
-  if config.augment.rotate_degrees > 0:
-    max_angle = jnp.deg2rad(config.augment.rotate_degrees)
-    images = rotate_images(
-        images, jax.random.uniform(angle_key, (n,), minval=-max_angle, maxval=max_angle))
-  return images
-
-
 def step_keys(key, device_index, step, d_steps):
   """The keys of one device's train step: fold in the device, then the step.
 
@@ -220,15 +156,15 @@ def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
   for k in range(config.d_steps):
     z_key, label_key, aug_key, noise_key, dropout_key = d_keys[k]
     real_images = batch['image'][k * batch_size:(k + 1) * batch_size]
-    real_images = augment(aug_key, real_images, config)
+    real_images = stabilizers.augment(aug_key, real_images, config)
     fake_images, _ = g_state.apply_fn(
         {'params': g_state.params, 'batch_stats': g_state.batch_stats},
         sample_latent(z_key, batch_size, config), train=True, mutable=['batch_stats'])
     fake_images = lax.stop_gradient(fake_images)
     real_noise_key, fake_noise_key = jax.random.split(noise_key)
-    real_images = add_instance_noise(real_noise_key, real_images, step, config)
-    fake_images = add_instance_noise(fake_noise_key, fake_images, step, config)
-    real_targets, fake_targets = d_targets(label_key, batch_size, config)
+    real_images = stabilizers.add_instance_noise(real_noise_key, real_images, step, config)
+    fake_images = stabilizers.add_instance_noise(fake_noise_key, fake_images, step, config)
+    real_targets, fake_targets = stabilizers.d_targets(label_key, batch_size, config)
 
     if config.d_separate_real_fake:
       # Two D updates, on the real batch and then on the generated one (as in study 002).
@@ -266,7 +202,7 @@ def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
     fake_images, g_updates = g_state.apply_fn(
         {'params': g_params, 'batch_stats': g_state.batch_stats},
         sample_latent(g_z_key, batch_size, config), train=True, mutable=['batch_stats'])
-    fake_images = add_instance_noise(g_noise_key, fake_images, step, config)
+    fake_images = stabilizers.add_instance_noise(g_noise_key, fake_images, step, config)
     fake_logits, _ = apply_d(d_state.params, d_state.batch_stats, fake_images, False,
                              g_dropout_key)
     return g_loss_fn(fake_logits), g_updates['batch_stats']
@@ -281,7 +217,7 @@ def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
 
   metrics = {'d_loss': d_loss, 'g_loss': g_loss, **d_metrics(real_logits, fake_logits)}
   if config.instance_noise > 0:
-    metrics['instance_noise_std'] = instance_noise_std(step, config)
+    metrics['instance_noise_std'] = stabilizers.instance_noise_std(step, config)
   return g_state, d_state, lax.pmean(metrics, axis_name)
 
 

@@ -1,6 +1,5 @@
 """The techniques of the seed studies: each switch does what it says."""
 
-from flax import jax_utils
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,18 +7,19 @@ import pytest
 import scipy.ndimage
 
 from dcgan_jax import models
+from dcgan_jax import stabilizers
 from dcgan_jax import train
 from tests import test_train
 
 
 def test_one_sided_label_smoothing(config):
   config.loss.label_smoothing = 'one_sided'
-  assert train.d_targets(jax.random.PRNGKey(0), 4, config) == (0.9, 0.0)
+  assert stabilizers.d_targets(jax.random.PRNGKey(0), 4, config) == (0.9, 0.0)
 
 
 def test_random_label_ranges(config):
   config.loss.label_smoothing = 'random'
-  real, fake = train.d_targets(jax.random.PRNGKey(0), 20_000, config)
+  real, fake = stabilizers.d_targets(jax.random.PRNGKey(0), 20_000, config)
   real, fake = np.asarray(real), np.asarray(fake)
   assert real.min() >= 0.7 and real.max() <= 1.2 and abs(real.mean() - 0.95) < 0.01
   assert fake.min() >= 0.0 and fake.max() <= 0.3 and abs(fake.mean() - 0.15) < 0.01
@@ -28,19 +28,19 @@ def test_random_label_ranges(config):
 def test_instance_noise_decays_linearly(config):
   config.instance_noise = 0.2
   config.instance_noise_decay_steps = 100
-  stds = [float(train.instance_noise_std(s, config)) for s in (0, 50, 100, 200)]
+  stds = [float(stabilizers.instance_noise_std(s, config)) for s in (0, 50, 100, 200)]
   np.testing.assert_allclose(stds, [0.2, 0.1, 0.0, 0.0], atol=1e-7)
-  noisy = train.add_instance_noise(jax.random.PRNGKey(0), jnp.zeros((50_000,)), 50, config)
+  noisy = stabilizers.add_instance_noise(jax.random.PRNGKey(0), jnp.zeros((50_000,)), 50, config)
   assert float(jnp.std(noisy)) == pytest.approx(0.1, rel=0.02)
   config.instance_noise = 0.0
   x = jnp.ones((3,))
-  assert train.add_instance_noise(jax.random.PRNGKey(0), x, 0, config) is x
+  assert stabilizers.add_instance_noise(jax.random.PRNGKey(0), x, 0, config) is x
 
 
 def test_flip_augmentation(config):
   config.augment.flip = True
   images = jax.random.normal(jax.random.PRNGKey(0), (64, 5, 6, 1))
-  out = np.asarray(train.augment(jax.random.PRNGKey(1), images, config))
+  out = np.asarray(stabilizers.augment(jax.random.PRNGKey(1), images, config))
   images = np.asarray(images)
   flipped = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
   kept = [np.array_equal(o, i) for o, i in zip(out, images)]
@@ -50,7 +50,7 @@ def test_flip_augmentation(config):
 @pytest.mark.parametrize('degrees', [90.0, 12.0])
 def test_rotation_matches_scipy(degrees):
   image = np.random.RandomState(0).uniform(-1, 1, (1, 15, 15, 2)).astype(np.float32)
-  ours = np.asarray(train.rotate_images(jnp.asarray(image), jnp.deg2rad(jnp.array([degrees]))))
+  ours = np.asarray(stabilizers.rotate_images(jnp.asarray(image), jnp.deg2rad(jnp.array([degrees]))))
   reference = scipy.ndimage.rotate(image[0], degrees, reshape=False, order=1,
                                    mode='nearest')
   np.testing.assert_allclose(ours[0], reference, atol=1e-4)
