@@ -4,7 +4,7 @@
   python -m experiments.run --study=003 --scale=full --outdir=/data/studies --only=lr_1e-4
   python -m experiments.run --study=002 --scale=cpu --outdir=/tmp/s --dry_run
 
-Each run trains in DIR/study_XXX/runs/NAME (`train.train_and_evaluate`, which
+Each run trains in DIR/study_NNN/runs/NAME (`train.train_and_evaluate`, which
 resumes from the run's latest checkpoint, so an interrupted study continues);
 a finished run is marked by run_info.json and is not trained again. After the
 per-run analysis its checkpoints are deleted unless --keep_checkpoints.
@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum('study', None, STUDIES, 'Which study to run.')
 flags.DEFINE_enum('scale', 'cpu', common.SCALES,
                   'cpu: the grid on the offline digits in minutes; full: the study\'s data and budget.')
-flags.DEFINE_string('outdir', None, 'Results go to OUTDIR/study_XXX/.')
+flags.DEFINE_string('outdir', None, 'Results go to OUTDIR/study_NNN/.')
 flags.DEFINE_list('only', [], 'Run only these runs of the grid (names); the tables still list '
                   'every finished run.')
 flags.DEFINE_bool('dry_run', False, 'Build and check every config, print the plan, train nothing.')
