@@ -208,6 +208,7 @@ def validate(config, num_devices=None):
   c.boolean('model.spectral_norm')
   c.choice('model.dtype', DTYPES)
   c.choice('model.conv_impl', layers.IMPLS)
+  c.choice('model.batch_norm_impl', tuple(models.BATCH_NORM_IMPLS))
   g_res = c.integer('model.g_attention_res', minimum=0)
   d_res = c.integer('model.d_attention_res', minimum=0)
   c.number('model.d_dropout', low=0.0, high=1.0, high_open=True)

@@ -36,6 +36,7 @@ ACTIVATIONS = {
     'leaky_relu': lambda slope: functools.partial(nn.leaky_relu, negative_slope=slope),
 }
 NORMS = ('batch', 'layer', 'none')
+BATCH_NORM_IMPLS = {'gemv': layers.BatchNorm, 'flax': nn.BatchNorm}
 ARCHS = ('dcgan', 'standard_cnn', 'mlp')
 # The base (first) feature-map side of the DCGAN family, per image size.
 DCGAN_BASE_SIZE = {28: 7, 32: 4, 64: 4}
@@ -51,17 +52,23 @@ class Norm(nn.Module):
   """Batch norm, layer norm or identity, chosen by name.
 
   Batch norm follows PyTorch's defaults (momentum 0.1, eps 1e-5), as the
-  DCGAN reference does. Layer norm normalises over all of (H, W, C), as a
+  DCGAN reference does; `impl` 'gemv' is `layers.BatchNorm` (the same
+  function, parameters and statistics as flax's, faster on CPU) and 'flax'
+  is `nn.BatchNorm`. Layer norm normalises over all of (H, W, C), as a
   drop-in for batch norm that does not mix examples.
   """
   kind: str
   dtype: Any = jnp.float32
+  impl: str = 'gemv'
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.kind == 'batch':
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                          dtype=self.dtype)(x)
+      if self.impl not in BATCH_NORM_IMPLS:
+        raise ValueError(f'Unknown batch norm impl {self.impl!r}; choose one of '
+                         f'{sorted(BATCH_NORM_IMPLS)}.')
+      return BATCH_NORM_IMPLS[self.impl](use_running_average=not train, momentum=0.9,
+                                         epsilon=1e-5, dtype=self.dtype)(x)
     if self.kind == 'layer':
       return nn.LayerNorm(reduction_axes=tuple(range(1, x.ndim)), feature_axes=-1,
                           epsilon=1e-5, dtype=self.dtype)(x)
@@ -159,6 +166,7 @@ class DCGANGenerator(nn.Module):
   attention_res: int = 0
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -171,12 +179,12 @@ class DCGANGenerator(nn.Module):
     x = nn.Dense(base * base * width, use_bias=use_bias, kernel_init=dcgan_init,
                  dtype=self.dtype, name='project')(z.astype(self.dtype))
     x = x.reshape(z.shape[0], base, base, width)
-    x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
+    x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name='project_norm')(x, train))
     x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     for i in range(num_up - 1):
       width //= 2
       x = up_conv(width, self.dtype, use_bias, self.conv_impl, name=f'up{i}')(x)
-      x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+      x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'up{i}_norm')(x, train))
       x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     x = up_conv(self.num_channels, self.dtype, False, self.conv_impl, name='to_image')(x)
     return jnp.tanh(x.astype(jnp.float32))
@@ -199,6 +207,7 @@ class DCGANDiscriminator(nn.Module):
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, x, train: bool = False, update_stats: bool = False):
@@ -212,7 +221,7 @@ class DCGANDiscriminator(nn.Module):
       conv = down_conv(width, self.dtype, use_bias, self.conv_impl)
       x = SNWrap(conv, self.spectral_norm, name=f'down{i}')(x, update_stats)
       if i > 0:  # DCGAN: no normalisation on the first layer.
-        x = Norm(self.norm, self.dtype, name=f'down{i}_norm')(x, train)
+        x = Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'down{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
       x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
@@ -234,6 +243,7 @@ class StandardCNNGenerator(nn.Module):
   attention_res: int = 0
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -241,10 +251,10 @@ class StandardCNNGenerator(nn.Module):
     x = nn.Dense(4 * 4 * 512, kernel_init=dcgan_init, dtype=self.dtype,
                  name='project')(z.astype(self.dtype))
     x = x.reshape(z.shape[0], 4, 4, 512)
-    x = act(Norm(self.norm, self.dtype, name='project_norm')(x, train))
+    x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name='project_norm')(x, train))
     for i, width in enumerate((256, 128, 64)):
       x = up_conv(width, self.dtype, True, self.conv_impl, name=f'up{i}')(x)
-      x = act(Norm(self.norm, self.dtype, name=f'up{i}_norm')(x, train))
+      x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'up{i}_norm')(x, train))
       x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
     x = nn.Conv(self.num_channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
                 name='to_image')(x)
@@ -262,6 +272,7 @@ class StandardCNNDiscriminator(nn.Module):
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   # (kernel, stride, features) of the seven conv layers.
   layers: Sequence[tuple[int, int, int]] = (
@@ -279,7 +290,7 @@ class StandardCNNDiscriminator(nn.Module):
                        dtype=self.dtype)
       x = SNWrap(conv, self.spectral_norm, name=f'conv{i}')(x, update_stats)
       if i > 0:
-        x = Norm(self.norm, self.dtype, name=f'conv{i}_norm')(x, train)
+        x = Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'conv{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
       x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
@@ -301,6 +312,7 @@ class MLPGenerator(nn.Module):
   norm: str = 'none'
   leaky_relu_slope: float = 0.2
   dtype: Any = jnp.float32
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -308,7 +320,7 @@ class MLPGenerator(nn.Module):
     x = z.astype(self.dtype)
     for i, width in enumerate(self.hidden):
       x = nn.Dense(width, kernel_init=dcgan_init, dtype=self.dtype, name=f'dense{i}')(x)
-      x = act(Norm(self.norm, self.dtype, name=f'dense{i}_norm')(x, train))
+      x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'dense{i}_norm')(x, train))
     x = nn.Dense(self.image_size * self.image_size * self.num_channels, kernel_init=dcgan_init,
                  dtype=self.dtype, name='to_image')(x)
     x = x.reshape(z.shape[0], self.image_size, self.image_size, self.num_channels)
@@ -325,6 +337,7 @@ class MLPDiscriminator(nn.Module):
   dropout: float = 0.0
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
+  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, x, train: bool = False, update_stats: bool = False):
@@ -334,7 +347,7 @@ class MLPDiscriminator(nn.Module):
       dense = nn.Dense(width, kernel_init=dcgan_init, dtype=self.dtype)
       x = SNWrap(dense, self.spectral_norm, name=f'dense{i}')(x, update_stats)
       if i > 0:
-        x = Norm(self.norm, self.dtype, name=f'dense{i}_norm')(x, train)
+        x = Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'dense{i}_norm')(x, train)
       x = act(x)
       self.sow('intermediates', 'features', x)
       x = maybe_dropout(x, i, self.dropout, self.dropout_layers, train)
@@ -346,7 +359,8 @@ class MLPDiscriminator(nn.Module):
 def create_models(config, num_channels: int):
   """Builds (generator, discriminator) for `config.model` and `config.image_size`."""
   m = config.model
-  common = dict(leaky_relu_slope=m.leaky_relu_slope, dtype=jnp.dtype(m.dtype))
+  common = dict(leaky_relu_slope=m.leaky_relu_slope, dtype=jnp.dtype(m.dtype),
+                batch_norm_impl=m.batch_norm_impl)
   g_kwargs = dict(common, activation=m.g_activation, norm=m.g_norm, num_channels=num_channels)
   d_kwargs = dict(common, activation=m.d_activation, norm=m.d_norm,
                   spectral_norm=m.spectral_norm, dropout=m.d_dropout,

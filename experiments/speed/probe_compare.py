@@ -3,10 +3,14 @@
   python experiments/speed/probe_compare.py --arch=dcgan64 \
       --variants=subpixel:float32:noynn,matmul:float32:ynn,subpixel:bfloat16:noynn
 
-A variant is impl:dtype:flags, where flags 'noynn' compiles that step with
-xla_cpu_experimental_ynn_fusion_type='' (per-compilation compiler_options, so
-variants with and without it can share the process) and 'ynn' with XLA's
-default. Every round runs one step of each variant and of torch, so all see the
+A variant is impl:dtype:flags[:field=value,...], where flags 'noynn' compiles
+that step with xla_cpu_experimental_ynn_fusion_type='' (per-compilation
+compiler_options, so variants with and without it can share the process),
+'ynn' with XLA's default, and 'notree' like 'noynn' but also without XLA's
+tree_reduction_rewriter pass, each optionally followed by +xla_option=value
+(more XLA debug options for that compilation); the optional last part overrides config.model
+fields (e.g. hybrid:float32:noynn:g_norm=none,d_norm=none; variants are
+then separated by ';'). Every round runs one step of each variant and of torch, so all see the
 same load of the shared machine; per round, ratio = torch step time / variant
 step time. Prints one JSON line: median images/s and median ratio per variant.
 """
@@ -23,16 +27,25 @@ from flax import jax_utils
 
 sys.path.insert(0, os.path.dirname(__file__))
 import probe_step  # pylint: disable=g-import-not-at-top
-from dcgan_jax import models  # pylint: disable=g-import-not-at-top
 from dcgan_jax import train  # pylint: disable=g-import-not-at-top
 
-_FLAGS = {'ynn': {}, 'noynn': {'xla_cpu_experimental_ynn_fusion_type': ''}}
+_FLAGS = {'ynn': {}, 'noynn': {'xla_cpu_experimental_ynn_fusion_type': ''},
+          'notree': {'xla_cpu_experimental_ynn_fusion_type': '',
+                     'xla_disable_hlo_passes': 'tree_reduction_rewriter'}}
 
 
-def make_variant(arch, impl, dtype, flags, batch_size):
-  up, down = models.up_conv, models.down_conv
-  probe_step.patch_models(impl)
-  config = probe_step.arch_config(arch, batch_size, dtype)
+def _option_value(text):
+  """'true' / 'false' / '12' / other text as the bool / int / str XLA expects."""
+  if text in ('true', 'false'):
+    return text == 'true'
+  return int(text) if text.lstrip('-').isdigit() else text
+
+
+def make_variant(arch, impl, dtype, flags, batch_size, overrides=''):
+  config = probe_step.arch_config(arch, batch_size, dtype, impl)
+  for item in filter(None, overrides.split(',')):
+    field, value = item.split('=')
+    config.model[field] = type(config.model[field])(value)
   g, d = train.create_train_states(config, jax.random.PRNGKey(0),
                                    (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
@@ -41,9 +54,11 @@ def make_variant(arch, impl, dtype, flags, batch_size):
       jax.random.PRNGKey(2), (1, batch_size, config.image_size, config.image_size, 3),
       minval=-1, maxval=1)}
   p_step = train.make_p_train_step(config)
+  base, *extra = flags.split('+')  # e.g. noynn+xla_cpu_use_multi_output_fusion=false
+  options = dict(_FLAGS[base], **{k: _option_value(v) for k, v in
+                                  (item.split('=', 1) for item in extra)})
   compiled = p_step.lower(state[0], state[1], batch, key).compile(
-      compiler_options=_FLAGS[flags] or None)
-  models.up_conv, models.down_conv = up, down  # Modules are built while tracing.
+      compiler_options=options or None)
 
   def step():
     state[0], state[1], m = compiled(state[0], state[1], batch, key)
@@ -60,8 +75,9 @@ def main():
   p.add_argument('--threads', type=int, default=2)
   args = p.parse_args()
   from experiments.torch_reference import step as tstep  # pylint: disable=g-import-not-at-top
-  variants = {v: make_variant(args.arch, *v.split(':'), args.batch)
-              for v in args.variants.split(',')}
+  sep = ';' if ';' in args.variants or '=' in args.variants else ','
+  variants = {v: make_variant(args.arch, *v.split(':')[:3], args.batch, *v.split(':')[3:])
+              for v in args.variants.split(sep)}
   torch_step = tstep.TorchStep(args.arch, args.batch, threads=args.threads)
   for fn in [*variants.values(), torch_step, *variants.values(), torch_step]:
     fn()

@@ -1,6 +1,7 @@
-"""Per-layer probe: forward + both gradients of each DCGAN-64 4x4/2 layer, JAX impls vs torch.
+"""Per-layer probe: forward + both gradients of each conv layer, JAX impls vs torch.
 
-  python experiments/speed/probe_layers.py [--batch=64] [--repeats=5] [--iters=10]
+  python experiments/speed/probe_layers.py [--arch=dcgan64|standard_cnn32] [--batch=64]
+      [--repeats=5] [--iters=10]
 
 Prints ms per fwd+bwd for torch and each impl, and the impl/torch time ratio,
 measured back to back in this process (medians of repeats).
@@ -14,6 +15,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from dcgan_jax import layers
+
+
+# (kind, H_in, C_in, C_out) of each model's G and D layers: T = 4x4/2 transposed
+# conv, C = 4x4/2 conv, S = 3x3/1 conv.
+_SHAPES = {
+    'dcgan64': [('T', 4, 512, 256), ('T', 8, 256, 128), ('T', 16, 128, 64), ('T', 32, 64, 3),
+                ('C', 64, 3, 64), ('C', 32, 64, 128), ('C', 16, 128, 256), ('C', 8, 256, 512)],
+    'standard_cnn32': [('T', 4, 512, 256), ('T', 8, 256, 128), ('T', 16, 128, 64),
+                       ('S', 32, 64, 3), ('S', 32, 3, 64), ('C', 32, 64, 64), ('S', 16, 64, 128),
+                       ('C', 16, 128, 128), ('S', 8, 128, 256), ('C', 8, 256, 256),
+                       ('S', 4, 256, 512)],
+}
 
 
 def _median_time(fn, iters, repeats):
@@ -34,23 +47,27 @@ def main():
   parser.add_argument('--iters', type=int, default=10)
   parser.add_argument('--impls', default=','.join(layers.IMPLS))
   parser.add_argument('--dtype', default='float32')
+  parser.add_argument('--arch', default='dcgan64', choices=sorted(_SHAPES))
   args = parser.parse_args()
   import torch
   torch.set_num_threads(2)
   b = args.batch
   dtype = jnp.dtype(args.dtype)
-  # (kind, H_in, C_in, C_out) of DCGAN-64's G and D.
-  shapes = [('T', 4, 512, 256), ('T', 8, 256, 128), ('T', 16, 128, 64), ('T', 32, 64, 3),
-            ('C', 64, 3, 64), ('C', 32, 64, 128), ('C', 16, 128, 256), ('C', 8, 256, 512)]
+  shapes = _SHAPES[args.arch]
   rng = np.random.default_rng(0)
   for kind, h, ci, co in shapes:
     x = rng.standard_normal((b, h, h, ci)).astype(np.float32)
-    k = (0.02 * rng.standard_normal((4, 4, ci, co))).astype(np.float32)
+    size = 3 if kind == 'S' else 4
+    k = (0.02 * rng.standard_normal((size, size, ci, co))).astype(np.float32)
     tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
     if kind == 'T':
       tw = torch.from_numpy(k.transpose(2, 3, 0, 1).copy()).requires_grad_()
       tf = lambda: torch.nn.functional.conv_transpose2d(tx, tw, stride=2, padding=1)
       fns = layers._CONV_TRANSPOSE
+    elif kind == 'S':
+      tw = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_()
+      tf = lambda: torch.nn.functional.conv2d(tx, tw, stride=1, padding=1)
+      fns = layers._CONV3X3
     else:
       tw = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_()
       tf = lambda: torch.nn.functional.conv2d(tx, tw, stride=2, padding=1)

@@ -2,8 +2,8 @@
 
   python experiments/speed/probe_step.py --arch=dcgan64 --impl=matmul [--dtype=bfloat16]
 
---impl=flax keeps models.py's nn.Conv / nn.ConvTranspose; xla|subpixel|matmul
-swap in dcgan_jax.layers (monkeypatching models.up_conv / down_conv). Each
+--impl sets config.model.conv_impl (xla|subpixel|matmul|hybrid, see
+dcgan_jax/layers.py; 'xla' is the plain Flax formulation). Each
 repeat times `steps` JAX steps then `steps` torch steps; the ratio is the
 median over repeats of (JAX images/s) / (torch images/s). One JSON line.
 """
@@ -19,13 +19,12 @@ import jax.numpy as jnp
 from flax import jax_utils
 
 from configs import default
-from dcgan_jax import layers
-from dcgan_jax import models
 from dcgan_jax import train
 
 
-def arch_config(arch, batch_size, dtype):
+def arch_config(arch, batch_size, dtype, impl='hybrid'):
   config = default.get_config()
+  config.model.conv_impl = 'xla' if impl == 'flax' else impl
   config.batch_size = batch_size
   config.model.dtype = dtype
   if arch == 'dcgan64':
@@ -42,15 +41,6 @@ def arch_config(arch, batch_size, dtype):
   else:
     raise ValueError(arch)
   return config
-
-
-def patch_models(impl):
-  if impl == 'flax':
-    return
-  models.up_conv = lambda f, dtype, use_bias, name=None: layers.ConvTranspose4x4Stride2(
-      f, use_bias=use_bias, dtype=dtype, impl=impl, name=name)
-  models.down_conv = lambda f, dtype, use_bias, name=None: layers.Conv4x4Stride2(
-      f, use_bias=use_bias, dtype=dtype, impl=impl, name=name)
 
 
 def make_jax_step(config):
@@ -85,8 +75,7 @@ def main():
   p.add_argument('--torch_channels_last', action='store_true')
   p.add_argument('--torch_threads', type=int, default=2)
   args = p.parse_args()
-  patch_models(args.impl)
-  config = arch_config(args.arch, args.batch, args.dtype)
+  config = arch_config(args.arch, args.batch, args.dtype, args.impl)
   jstep, compile_s = make_jax_step(config)
   if not args.no_torch:
     from experiments.torch_reference import step as tstep
