@@ -256,8 +256,8 @@ class StandardCNNGenerator(nn.Module):
       x = up_conv(width, self.dtype, True, self.conv_impl, name=f'up{i}')(x)
       x = act(Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'up{i}_norm')(x, train))
       x = maybe_attention(x, self.attention_res, False, self.dtype, name='attention')
-    x = nn.Conv(self.num_channels, (3, 3), padding=1, kernel_init=dcgan_init, dtype=self.dtype,
-                name='to_image')(x)
+    x = layers.Conv3x3(self.num_channels, use_bias=True, impl=self.conv_impl,
+                       kernel_init=dcgan_init, dtype=self.dtype, name='to_image')(x)
     return jnp.tanh(x.astype(jnp.float32))
 
 
@@ -283,11 +283,15 @@ class StandardCNNDiscriminator(nn.Module):
     act = get_activation(self.activation, self.leaky_relu_slope)
     x = x.astype(self.dtype)
     for i, (kernel, stride, width) in enumerate(self.layers):
+      if (kernel, stride) not in ((3, 1), (4, 2)):
+        raise ValueError(f'Standard CNN layers are 3x3 stride 1 or 4x4 stride 2, got '
+                         f'kernel {kernel}, stride {stride}.')
       if stride == 2:
         conv = down_conv(width, self.dtype, True, self.conv_impl)
       else:
-        conv = nn.Conv(width, (kernel, kernel), padding=1, kernel_init=dcgan_init,
-                       dtype=self.dtype)
+        # Named as the nn.Conv it replaces was, so that checkpoints carry over.
+        conv = layers.Conv3x3(width, use_bias=True, impl=self.conv_impl,
+                              kernel_init=dcgan_init, dtype=self.dtype, name=f'Conv_{i // 2}')
       x = SNWrap(conv, self.spectral_norm, name=f'conv{i}')(x, update_stats)
       if i > 0:
         x = Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'conv{i}_norm')(x, train)
