@@ -20,7 +20,8 @@ kernel with one of three implementations:
                    'subpixel' only with XLA:CPU's default YNNPACK fusions).
   impl='hybrid'    (default, fastest on CPU) a custom VJP using each layer's
                    duality: the strided conv runs as XLA's strided conv, the
-                   transposed conv as the sub-pixel conv, and each one's input
+                   transposed conv as the sub-pixel conv (or, where faster,
+                   as four per-phase 2x2 convs), and each one's input
                    gradient is the other one; kernel gradients are XLA's
                    (kernel-dilated, which XLA:CPU runs fast). This saves the
                    space-to-depth copies of 'subpixel' in D and in all
@@ -191,6 +192,37 @@ def conv_transpose4x4s2_subpixel(x, kernel, precision=None):
   return y[:, 1:-1, 1:-1, :]
 
 
+def conv_transpose4x4s2_phases(x, kernel, precision=None):
+  """ConvTranspose2d(k=4, s=2, p=1) as four stride-1 2x2 convs, one per output phase.
+
+  Output pixel (2m + jh, 2l + jw) reads input rows m - 1 + jh + t (t = 0, 1)
+  with kernel rows kh = 3 - jh - 2t (and the same for columns): a 2x2 conv
+  over the input padded by (1 - jh, jh). The four phase outputs are
+  interleaved into the 2H x 2W image. Unlike `conv_transpose4x4s2_subpixel`,
+  which computes (H + 1) x (W + 1) blocks for H x W (56% extra work at H = 4,
+  27% at 8), nothing is wasted, but each GEMM has `out` columns, not 4 * out.
+  """
+  n, h, w, _ = x.shape
+  o = kernel.shape[-1]
+  phases = [[lax.conv_general_dilated(
+      x, kernel[3 - jh::-2, 3 - jw::-2], window_strides=(1, 1),
+      padding=((1 - jh, jh), (1 - jw, jw)), dimension_numbers=_DN, precision=precision)
+             for jw in range(2)] for jh in range(2)]
+  y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [N, H, jh, W, jw, o]
+  return y.reshape(n, 2 * h, 2 * w, o)
+
+
+def _phases_are_faster(x, kernel):
+  """Whether `conv_transpose4x4s2_phases` beats the sub-pixel form on XLA:CPU.
+
+  Measured per layer (experiments/speed/NOTES.md): the phases win where the
+  sub-pixel form wastes much (small sides) and the GEMMs stay wide (out >= 64):
+  4 -> 8 with 512 -> 256 channels 10.6 vs 17.1 ms; they lose on image layers
+  (out = 3: 12.8 vs 3.0 ms) and at 32 px (100 vs 94 ms).
+  """
+  return kernel.shape[-1] >= 64 and min(x.shape[1], x.shape[2]) <= 16
+
+
 def _col2im_axis(y, axis):
   """Overlap-adds the 4 taps on `axis + 1` of y into 2 sub-pixels along `axis`.
 
@@ -267,13 +299,19 @@ def conv4x4s2_hybrid(x, kernel, precision=None):
   return _conv4x4s2_hybrid(x, kernel, precision)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_transpose4x4s2_hybrid(x, kernel, precision):
+def _conv_transpose4x4s2_forward(x, kernel, precision):
+  if _phases_are_faster(x, kernel):
+    return conv_transpose4x4s2_phases(x, kernel, precision)
   return conv_transpose4x4s2_subpixel(x, kernel, precision)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_transpose4x4s2_hybrid(x, kernel, precision):
+  return _conv_transpose4x4s2_forward(x, kernel, precision)
+
+
 def _conv_transpose4x4s2_hybrid_fwd(x, kernel, precision):
-  return conv_transpose4x4s2_subpixel(x, kernel, precision), (x, kernel)
+  return _conv_transpose4x4s2_forward(x, kernel, precision), (x, kernel)
 
 
 def _conv_transpose4x4s2_hybrid_bwd(precision, residuals, g):
@@ -291,7 +329,11 @@ _conv_transpose4x4s2_hybrid.defvjp(_conv_transpose4x4s2_hybrid_fwd,
 
 
 def conv_transpose4x4s2_hybrid(x, kernel, precision=None):
-  """ConvTranspose2d(k=4, s=2, p=1): sub-pixel forward, custom VJP with XLA strided convs."""
+  """ConvTranspose2d(k=4, s=2, p=1): custom VJP with XLA strided convs for the gradients.
+
+  The forward pass is `conv_transpose4x4s2_phases` where that is faster
+  (`_phases_are_faster`), else `conv_transpose4x4s2_subpixel`.
+  """
   return _conv_transpose4x4s2_hybrid(x, kernel, precision)
 
 

@@ -105,6 +105,18 @@ def test_conv_transpose_matches_reference(impl, case):
   _assert_close(dk, rdk)
 
 
+@pytest.mark.parametrize('case', CASES + [(2, 4, 3, 8, 64), (1, 7, 5, 3, 65)])
+def test_conv_transpose_phases_match_reference(case):
+  """The per-phase form, and 'hybrid' where it dispatches to it (out >= 64, sides <= 16)."""
+  n, h, w, ci, co = case
+  x, k, g = _inputs(n, h, w, ci, co, 2 * h, 2 * w)
+  reference = _reference_conv_transpose(x, k, g)
+  for fn in (layers.conv_transpose4x4s2_phases, layers.conv_transpose4x4s2_hybrid):
+    for actual, expected in zip(_vjp(fn, x, k, g), reference):
+      _assert_close(actual, expected)
+  assert layers._phases_are_faster(x, k) == (co >= 64)
+
+
 @pytest.mark.parametrize('impl', layers.IMPLS)
 @pytest.mark.parametrize('case', CASES[:3])
 def test_conv3x3_matches_reference(impl, case):
