@@ -317,10 +317,16 @@ def _conv_transpose4x4s2_hybrid_fwd(x, kernel, precision):
 def _conv_transpose4x4s2_hybrid_bwd(precision, residuals, g):
   x, kernel = residuals
   # The input gradient of a transposed conv is the strided conv of g with the
-  # in/out-swapped kernel, and its kernel gradient that of the strided conv
-  # with the roles of input and cotangent swapped: both XLA-native, no copies.
+  # in/out-swapped kernel: XLA-native, no copies.
   dx = conv4x4s2_xla(g, kernel.transpose(0, 1, 3, 2), precision)
-  dk = _conv_kernel_grad_xla(g, x, precision).transpose(0, 1, 3, 2)
+  if _phases_are_faster(x, kernel):
+    # The per-phase kernel gradients: XLA lays out x (the smaller operand) and
+    # strided slices of g for them, instead of transposing all of g to
+    # channel-major order (slow on XLA:CPU when fused with g's producer).
+    dk = jax.vjp(lambda k: conv_transpose4x4s2_phases(x, k, precision), kernel)[1](g)[0]
+  else:
+    # That of the strided conv with the roles of input and cotangent swapped.
+    dk = _conv_kernel_grad_xla(g, x, precision).transpose(0, 1, 3, 2)
   return dx, dk
 
 
