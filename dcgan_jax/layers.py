@@ -279,8 +279,9 @@ def _conv4x4s2_hybrid_fwd(x, kernel, precision):
 def _conv4x4s2_hybrid_bwd(precision, residuals, g):
   x, kernel = residuals
   # The input gradient of a strided conv is a transposed conv of g with the
-  # in/out-swapped kernel: the sub-pixel one, not XLA's base-dilated one.
-  dx = conv_transpose4x4s2_subpixel(g, kernel.transpose(0, 1, 3, 2), precision)
+  # in/out-swapped kernel: the sub-pixel or per-phase one, not XLA's
+  # base-dilated one.
+  dx = _conv_transpose4x4s2_forward(g, kernel.transpose(0, 1, 3, 2), precision)
   return dx, _conv_kernel_grad_xla(x, g, precision)
 
 

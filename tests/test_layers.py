@@ -117,6 +117,16 @@ def test_conv_transpose_phases_match_reference(case):
   assert layers._phases_are_faster(x, k) == (co >= 64)
 
 
+@pytest.mark.parametrize('case', [(2, 8, 6, 64, 8), (1, 4, 10, 96, 5)])
+def test_conv_with_per_phase_input_gradient_matches_reference(case):
+  """'hybrid' strided convs whose input gradient runs per phase (in >= 64, sides <= 16)."""
+  n, h, w, ci, co = case
+  x, k, g = _inputs(n, h, w, ci, co, layers.conv_out_size(h), layers.conv_out_size(w))
+  for actual, expected in zip(_vjp(layers.conv4x4s2_hybrid, x, k, g), _reference_conv(x, k, g)):
+    _assert_close(actual, expected)
+  assert layers._phases_are_faster(g, k.transpose(0, 1, 3, 2))
+
+
 @pytest.mark.parametrize('impl', layers.IMPLS)
 @pytest.mark.parametrize('case', CASES[:3])
 def test_conv3x3_matches_reference(impl, case):
