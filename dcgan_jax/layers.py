@@ -351,6 +351,43 @@ def conv3x3_xla(x, kernel, precision=None):
       dimension_numbers=_DN, precision=precision)
 
 
+def _conv3x3_kernel_grad(x, g, precision):
+  """d/dkernel of conv3x3_xla(x, kernel) for the output cotangent g."""
+  kernel = jnp.zeros((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+  return jax.vjp(lambda k: conv3x3_xla(x, k, precision), kernel)[1](g)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv3x3_hybrid(x, kernel, precision=None):
+  """Conv2d(k=3, s=1, p=1): XLA's conv, with the kernel gradient's operands chosen by size.
+
+  XLA:CPU computes a kernel gradient as a convolution that needs the input x
+  in channel-major order (a slow transpose when fused with x's producer) and
+  g in a cheaper block order. The same gradient is that of a conv of g with
+  x as cotangent (taps flipped, in and out swapped), so where x has more
+  channels than g (an image layer, 64 -> 3: 13.6 vs 2.2 ms; NOTES.md) the
+  roles are swapped.
+  """
+  return conv3x3_xla(x, kernel, precision)
+
+
+def _conv3x3_hybrid_fwd(x, kernel, precision):
+  return conv3x3_xla(x, kernel, precision), (x, kernel)
+
+
+def _conv3x3_hybrid_bwd(precision, residuals, g):
+  x, kernel = residuals
+  dx = jax.vjp(lambda x: conv3x3_xla(x, kernel, precision), x)[1](g)[0]
+  if x.shape[-1] > g.shape[-1]:
+    dk = _conv3x3_kernel_grad(g, x, precision)[::-1, ::-1].transpose(0, 1, 3, 2)
+  else:
+    dk = _conv3x3_kernel_grad(x, g, precision)
+  return dx, dk
+
+
+conv3x3_hybrid.defvjp(_conv3x3_hybrid_fwd, _conv3x3_hybrid_bwd)
+
+
 def conv3x3_matmul(x, kernel, precision=None):
   """Conv2d(k=3, s=1, p=1) as im2col + one [N*H*W, 9*in] x [9*in, out] GEMM.
 
@@ -368,7 +405,7 @@ def conv3x3_matmul(x, kernel, precision=None):
 
 
 _CONV3X3 = {'xla': conv3x3_xla, 'subpixel': conv3x3_xla, 'matmul': conv3x3_matmul,
-            'hybrid': conv3x3_xla}
+            'hybrid': conv3x3_hybrid}
 _CONV = {'xla': conv4x4s2_xla, 'subpixel': conv4x4s2_subpixel,
          'matmul': conv4x4s2_matmul, 'hybrid': conv4x4s2_hybrid}
 _CONV_TRANSPOSE = {'xla': conv_transpose4x4s2_xla,
@@ -473,9 +510,9 @@ class Conv3x3(_ConvBase):
   Same parameters and function as flax's nn.Conv(features, (3, 3), padding=1)
   (kernel [3, 3, in, features] == torch weight[o, i, kh, kw] transposed);
   out[m, l] = sum_{kh, kw} xpad[m + kh, l + kw] @ kernel[kh, kw]. For the
-  standard CNN's stride-1 layers. impl 'subpixel' and 'hybrid' are 'xla'
-  (nothing to rearrange); 'matmul' is im2col + GEMM (unmeasured in the
-  step). Attributes as `Conv4x4Stride2`, but use_bias defaults to True like
+  standard CNN's stride-1 layers. impl 'subpixel' is 'xla' (nothing to
+  rearrange), 'hybrid' is XLA's conv with `conv3x3_hybrid`'s kernel gradient,
+  'matmul' is im2col + GEMM (slower). Attributes as `Conv4x4Stride2`, but use_bias defaults to True like
   nn.Conv.
   """
 
