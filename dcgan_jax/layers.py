@@ -1,4 +1,4 @@
-"""Fast, exact 4x4 stride-2 convolutions: DCGAN's up- and down-sampling layers.
+"""Fast, exact convolutions for XLA:CPU: DCGAN's 4x4 stride-2 layers and 3x3 layers.
 
 DCGAN-style models up-sample with PyTorch's `ConvTranspose2d(k=4, s=2, p=1)`
 (H -> 2H) and down-sample with `Conv2d(k=4, s=2, p=1)` (H -> floor(H/2)).
@@ -8,7 +8,7 @@ gradient of the strided conv). XLA:CPU runs base-dilated convolutions on a
 slow generic path (10-25x slower than a sub-pixel conv for DCGAN's layers):
 on 2 CPU threads a plain Flax DCGAN step is ~5x slower than PyTorch. The
 modules here compute exactly the same function from the same canonical 4x4
-kernel with one of three implementations:
+kernel with one of four implementations:
 
   impl='xla'       the textbook `lax.conv_general_dilated` (the reference;
                    its transposed conv is the slow one).
@@ -20,16 +20,21 @@ kernel with one of three implementations:
                    'subpixel' only with XLA:CPU's default YNNPACK fusions).
   impl='hybrid'    (default, fastest on CPU) a custom VJP using each layer's
                    duality: the strided conv runs as XLA's strided conv, the
-                   transposed conv as the sub-pixel conv (or, where faster,
-                   as four per-phase 2x2 convs), and each one's input
-                   gradient is the other one; kernel gradients are XLA's
-                   (kernel-dilated, which XLA:CPU runs fast). This saves the
-                   space-to-depth copies of 'subpixel' in D and in all
-                   backward passes.
+                   transposed conv as the sub-pixel conv or, where that wastes
+                   much (small sides, wide outputs), as four per-phase 2x2
+                   convs, and each one's input gradient is the other one.
+                   Kernel gradients are XLA's (kernel-dilated, which XLA:CPU
+                   runs fast), per phase where the forward pass is: that
+                   spares XLA:CPU a channel-major transpose of the large
+                   cotangent, which it runs slowly when fused with the
+                   cotangent's producer.
+
+The bias gradients of these layers are matrix-vector products
+(`batch_norm.add_bias`), as are batch norm's sums.
 
 Measurements: experiments/speed/NOTES.md.
 
-All three have the same parameters (`kernel` [4, 4, in, out] and optional
+All four have the same parameters (`kernel` [4, 4, in, out] and optional
 `bias` [out]), so checkpoints are interchangeable and `nn.SpectralNorm` can wrap
 any of them. The kernel is rearranged inside the module, so gradients with
 respect to the canonical kernel are exact.
@@ -59,6 +64,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from dcgan_jax import batch_norm
 
 Array = jax.Array
 Dtype = Any
@@ -445,7 +452,7 @@ class _ConvBase(nn.Module):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     y = fns[self.impl](x, self._torch_layout(kernel), precision=self.precision)
     if bias is not None:
-      y = add_bias(y, bias)
+      y = batch_norm.add_bias(y, bias)
     return y
 
   def _torch_layout(self, kernel):
@@ -522,128 +529,3 @@ class Conv3x3(_ConvBase):
   @nn.compact
   def __call__(self, x):
     return self._apply(_CONV3X3, x)
-
-
-# ----------------------------------------------------------------------------
-# Batch norm.
-# ----------------------------------------------------------------------------
-
-
-def _channel_sums(x2, dtype):
-  """Per-channel sums of a [M, C] matrix as one [M] x [M, C] matrix-vector product.
-
-  `jnp.sum(x2, 0)` computes the same; XLA:CPU rewrites such long reductions
-  into reduce-windows that run 3-4x slower than this GEMV (NOTES.md).
-  """
-  return lax.dot_general(jnp.ones((x2.shape[0],), x2.dtype), x2, (((0,), (0,)), ((), ())),
-                         preferred_element_type=dtype)
-
-
-@jax.custom_vjp
-def add_bias(y, bias):
-  """y + bias over the last axis; the bias gradient is a matrix-vector product."""
-  return y + bias
-
-
-def _add_bias_fwd(y, bias):
-  return y + bias, (jnp.zeros((0,), y.dtype), jnp.zeros((0,), bias.dtype))
-
-
-def _add_bias_bwd(dtypes, g):
-  y_dtype, bias_dtype = dtypes[0].dtype, dtypes[1].dtype
-  stats_dtype = jnp.promote_types(g.dtype, jnp.float32)
-  dbias = _channel_sums(g.reshape(-1, g.shape[-1]), stats_dtype)
-  return g.astype(y_dtype), dbias.astype(bias_dtype)
-
-
-add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _batch_norm_train(x2, scale, bias, epsilon):
-  return _batch_norm_train_fwd(x2, scale, bias, epsilon)[0]
-
-
-def _batch_norm_train_fwd(x2, scale, bias, epsilon):
-  """(y, mean, var) of batch norm over the rows of x2 [M, C]; statistics in float32."""
-  m = x2.shape[0]
-  stats_dtype = jnp.promote_types(x2.dtype, jnp.float32)
-  mean = _channel_sums(x2, stats_dtype) / m
-  # E[x^2] - E[x]^2, as flax's BatchNorm (use_fast_variance) computes it.
-  x_wide = x2.astype(stats_dtype)  # Squares in float32 also for bfloat16 inputs, as flax.
-  var = jnp.maximum(_channel_sums(x_wide * x_wide, stats_dtype) / m - mean * mean, 0.0)
-  inv = lax.rsqrt(var + epsilon)
-  mul = (scale * inv).astype(x2.dtype)
-  y = x2 * mul + (bias - mean * scale * inv).astype(x2.dtype)
-  return (y, mean, var), (x2, scale, mean, inv)
-
-
-def _batch_norm_train_bwd(epsilon, residuals, cotangents):
-  del epsilon
-  x2, scale, mean, inv = residuals
-  dy, dmean, dvar = cotangents
-  m = x2.shape[0]
-  stats_dtype = mean.dtype
-  sum_dy = _channel_sums(dy, stats_dtype)
-  # sum(dy * xhat) with xhat = (x - mean) * inv, from sum(dy * x).
-  sum_dy_x = _channel_sums(dy.astype(stats_dtype) * x2.astype(stats_dtype), stats_dtype)
-  sum_dy_xhat = inv * (sum_dy_x - mean * sum_dy)
-  # dx = scale * inv * (dy - mean(dy) - xhat * mean(dy * xhat)), plus the paths
-  # through the returned mean and var, gathered into dx = a * dy + b * x + c.
-  a = scale * inv
-  b = -a * inv * sum_dy_xhat / m + 2.0 * dvar / m
-  c = -a * sum_dy / m - b * mean + dmean / m
-  dx = dy * a.astype(dy.dtype) + x2 * b.astype(dy.dtype) + c.astype(dy.dtype)
-  return dx, sum_dy_xhat.astype(scale.dtype), sum_dy.astype(scale.dtype)
-
-
-_batch_norm_train.defvjp(_batch_norm_train_fwd, _batch_norm_train_bwd)
-
-
-class BatchNorm(nn.Module):
-  """Batch norm over every axis but the last: flax's `nn.BatchNorm`, faster on CPU.
-
-  The same parameters (`scale`, `bias`), statistics (`batch_stats` `mean`,
-  `var`, updated as ra = momentum * ra + (1 - momentum) * batch), defaults and
-  function as `nn.BatchNorm(use_running_average, momentum=momentum,
-  epsilon=epsilon, dtype=dtype)` with its default axis=-1, so checkpoints are
-  interchangeable. Written here because flax's per-channel reductions over
-  N*H*W become XLA:CPU reduce-windows; this one computes every sum (forward
-  and, through a hand-written VJP, backward) as a matrix-vector product:
-  3-4x faster per layer on CPU and the same on accelerators (NOTES.md).
-  No cross-device statistics (flax's axis_name), which the models do not use.
-
-  Attributes:
-    use_running_average: normalise with the running statistics (eval) instead
-      of the batch's (train).
-    momentum: decay of the running statistics.
-    epsilon: added to the variance.
-    dtype: computation dtype of the output; statistics are float32 or wider.
-    param_dtype: dtype of scale and bias.
-  """
-
-  use_running_average: bool = False
-  momentum: float = 0.99
-  epsilon: float = 1e-5
-  dtype: Dtype | None = None
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    features = x.shape[-1]
-    stats_dtype = jnp.promote_types(x.dtype, jnp.float32)
-    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), stats_dtype)
-    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), stats_dtype)
-    scale = self.param('scale', nn.initializers.ones, (features,), self.param_dtype)
-    bias = self.param('bias', nn.initializers.zeros, (features,), self.param_dtype)
-    dtype = self.dtype or jnp.result_type(x, scale, bias)
-    x2 = x.reshape(-1, features).astype(dtype)
-    if self.use_running_average:
-      mul = scale * lax.rsqrt(ra_var.value + self.epsilon)
-      y = x2 * mul.astype(dtype) + (bias - ra_mean.value * mul).astype(dtype)
-    else:
-      y, mean, var = _batch_norm_train(x2, scale, bias, self.epsilon)
-      if not self.is_initializing():
-        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
-        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
-    return y.reshape(x.shape)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dcgan_jax import batch_norm
 from dcgan_jax import layers
 
 # DCGAN (Radford et al. 2016) initialises every weight from N(0, 0.02).
@@ -36,7 +37,7 @@ ACTIVATIONS = {
     'leaky_relu': lambda slope: functools.partial(nn.leaky_relu, negative_slope=slope),
 }
 NORMS = ('batch', 'layer', 'none')
-BATCH_NORM_IMPLS = {'gemv': layers.BatchNorm, 'flax': nn.BatchNorm}
+BATCH_NORM_IMPLS = {'gemv': batch_norm.BatchNorm, 'flax': nn.BatchNorm}
 ARCHS = ('dcgan', 'standard_cnn', 'mlp')
 # The base (first) feature-map side of the DCGAN family, per image size.
 DCGAN_BASE_SIZE = {28: 7, 32: 4, 64: 4}
@@ -52,7 +53,7 @@ class Norm(nn.Module):
   """Batch norm, layer norm or identity, chosen by name.
 
   Batch norm follows PyTorch's defaults (momentum 0.1, eps 1e-5), as the
-  DCGAN reference does; `impl` 'gemv' is `layers.BatchNorm` (the same
+  DCGAN reference does; `impl` 'gemv' is `batch_norm.BatchNorm` (the same
   function, parameters and statistics as flax's, faster on CPU) and 'flax'
   is `nn.BatchNorm`. Layer norm normalises over all of (H, W, C), as a
   drop-in for batch norm that does not mix examples.
@@ -166,7 +167,7 @@ class DCGANGenerator(nn.Module):
   attention_res: int = 0
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -207,7 +208,7 @@ class DCGANDiscriminator(nn.Module):
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, x, train: bool = False, update_stats: bool = False):
@@ -243,7 +244,7 @@ class StandardCNNGenerator(nn.Module):
   attention_res: int = 0
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -272,7 +273,7 @@ class StandardCNNDiscriminator(nn.Module):
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
   conv_impl: str = layers.DEFAULT_IMPL  # How 4x4 stride-2 convs are computed (layers.py).
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   # (kernel, stride, features) of the seven conv layers.
   layers: Sequence[tuple[int, int, int]] = (
@@ -316,7 +317,7 @@ class MLPGenerator(nn.Module):
   norm: str = 'none'
   leaky_relu_slope: float = 0.2
   dtype: Any = jnp.float32
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -341,7 +342,7 @@ class MLPDiscriminator(nn.Module):
   dropout: float = 0.0
   dropout_layers: Sequence[int] = ()
   dtype: Any = jnp.float32
-  batch_norm_impl: str = 'gemv'  # 'gemv' (layers.BatchNorm) | 'flax' (nn.BatchNorm).
+  batch_norm_impl: str = 'gemv'  # 'gemv' (batch_norm.BatchNorm) | 'flax' (nn.BatchNorm).
 
   @nn.compact
   def __call__(self, x, train: bool = False, update_stats: bool = False):

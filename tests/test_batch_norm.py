@@ -1,4 +1,4 @@
-"""layers.BatchNorm against a float64 numpy batch norm and against flax's nn.BatchNorm."""
+"""batch_norm.BatchNorm against a float64 numpy batch norm and against flax's nn.BatchNorm."""
 
 import flax.linen as nn
 import jax
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from dcgan_jax import layers
+from dcgan_jax import batch_norm
 from dcgan_jax import models
 
 SHAPES = [(4, 5, 3, 8), (64, 6), (3, 4, 4, 1), (2, 17, 1, 5)]
@@ -51,7 +51,7 @@ def _inputs(shape, seed=0):
 @pytest.mark.parametrize('shape', SHAPES)
 def test_train_mode_matches_numpy(shape):
   x, g, variables = _inputs(shape)
-  module = layers.BatchNorm(momentum=0.9, epsilon=1e-5)
+  module = batch_norm.BatchNorm(momentum=0.9, epsilon=1e-5)
 
   def forward(params, x):
     return module.apply({**variables, 'params': params}, x, mutable=['batch_stats'])
@@ -75,7 +75,7 @@ def test_train_mode_matches_numpy(shape):
 def test_drop_in_for_flax_batch_norm(shape, train):
   """Same variables, outputs, statistics and gradients (also through the statistics)."""
   x, g, variables = _inputs(shape, seed=1)
-  ours = layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+  ours = batch_norm.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
   theirs = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
   init = jax.tree.map(np.asarray, ours.init(jax.random.PRNGKey(0), x))
   flax_init = jax.tree.map(np.asarray, theirs.init(jax.random.PRNGKey(0), x))
@@ -103,7 +103,7 @@ def test_drop_in_for_flax_batch_norm(shape, train):
 
 def test_gradients_match_finite_differences():
   x, _, variables = _inputs((6, 3, 2, 4), seed=3)
-  module = layers.BatchNorm(momentum=0.9)
+  module = batch_norm.BatchNorm(momentum=0.9)
   with jax.enable_x64(True):
     variables = jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), variables)
 
@@ -119,11 +119,11 @@ def test_gradients_match_finite_differences():
 
 def test_bfloat16_keeps_float32_statistics():
   x, _, variables = _inputs((8, 4, 4, 6), seed=4)
-  module = layers.BatchNorm(momentum=0.9, dtype=jnp.bfloat16)
+  module = batch_norm.BatchNorm(momentum=0.9, dtype=jnp.bfloat16)
   y, updates = module.apply(variables, jnp.asarray(x, jnp.bfloat16), mutable=['batch_stats'])
   assert y.dtype == jnp.bfloat16
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(updates))
-  ref, ref_updates = layers.BatchNorm(momentum=0.9).apply(
+  ref, ref_updates = batch_norm.BatchNorm(momentum=0.9).apply(
       variables, jnp.asarray(x, jnp.bfloat16).astype(jnp.float32), mutable=['batch_stats'])
   _close(y.astype(jnp.float32), ref, tol=2e-2)
   jax.tree.map(lambda a, b: _close(a, b, tol=1e-5), updates, ref_updates)
