@@ -55,8 +55,8 @@ def get_config():
   # How the 4x4 stride-2 (transposed) convs are computed: hybrid | subpixel | matmul | xla.
   # All have the same parameters and function (dcgan_jax/layers.py); hybrid is fastest on CPU.
   config.model.conv_impl = 'hybrid'
-  # Batch norm: gemv (batch_norm.BatchNorm, its sums as matrix-vector products; fastest on CPU)
-  # | flax (nn.BatchNorm). The same parameters, statistics and function.
+  # Batch norm: gemv (batch_norm.BatchNorm, its sums as matrix-vector products, fastest
+  # on CPU) | flax (nn.BatchNorm). The same parameters, statistics and function.
   config.model.batch_norm_impl = 'gemv'
   config.model.g_attention_res = 0  # Self-attention (SAGAN) in G at this feature-map side; 0 = none.
   config.model.d_attention_res = 0  # Self-attention (SAGAN) in D at this feature-map side; 0 = none.

@@ -230,6 +230,13 @@ def _phases_are_faster(x, kernel):
   return kernel.shape[-1] >= 64 and min(x.shape[1], x.shape[2]) <= 16
 
 
+def _conv_transpose4x4s2_forward(x, kernel, precision):
+  """ConvTranspose2d(k=4, s=2, p=1) in its faster exact form for these shapes."""
+  if _phases_are_faster(x, kernel):
+    return conv_transpose4x4s2_phases(x, kernel, precision)
+  return conv_transpose4x4s2_subpixel(x, kernel, precision)
+
+
 def _col2im_axis(y, axis):
   """Overlap-adds the 4 taps on `axis + 1` of y into 2 sub-pixels along `axis`.
 
@@ -305,12 +312,6 @@ def conv4x4s2_hybrid(x, kernel, precision=None):
   if x.shape[1] % 2 or x.shape[2] % 2:
     return conv4x4s2_subpixel(x, kernel, precision)
   return _conv4x4s2_hybrid(x, kernel, precision)
-
-
-def _conv_transpose4x4s2_forward(x, kernel, precision):
-  if _phases_are_faster(x, kernel):
-    return conv_transpose4x4s2_phases(x, kernel, precision)
-  return conv_transpose4x4s2_subpixel(x, kernel, precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -519,8 +520,8 @@ class Conv3x3(_ConvBase):
   out[m, l] = sum_{kh, kw} xpad[m + kh, l + kw] @ kernel[kh, kw]. For the
   standard CNN's stride-1 layers. impl 'subpixel' is 'xla' (nothing to
   rearrange), 'hybrid' is XLA's conv with `conv3x3_hybrid`'s kernel gradient,
-  'matmul' is im2col + GEMM (slower). Attributes as `Conv4x4Stride2`, but use_bias defaults to True like
-  nn.Conv.
+  'matmul' is im2col + GEMM (slower). Attributes as `Conv4x4Stride2`, but
+  use_bias defaults to True like nn.Conv.
   """
 
   use_bias: bool = True

@@ -283,6 +283,7 @@ class StandardCNNDiscriminator(nn.Module):
   def __call__(self, x, train: bool = False, update_stats: bool = False):
     act = get_activation(self.activation, self.leaky_relu_slope)
     x = x.astype(self.dtype)
+    num_3x3 = 0
     for i, (kernel, stride, width) in enumerate(self.layers):
       if (kernel, stride) not in ((3, 1), (4, 2)):
         raise ValueError(f'Standard CNN layers are 3x3 stride 1 or 4x4 stride 2, got '
@@ -290,9 +291,10 @@ class StandardCNNDiscriminator(nn.Module):
       if stride == 2:
         conv = down_conv(width, self.dtype, True, self.conv_impl)
       else:
-        # Named as the nn.Conv it replaces was, so that checkpoints carry over.
+        # Named as flax numbered the nn.Conv it replaces, so that checkpoints carry over.
         conv = layers.Conv3x3(width, use_bias=True, impl=self.conv_impl,
-                              kernel_init=dcgan_init, dtype=self.dtype, name=f'Conv_{i // 2}')
+                              kernel_init=dcgan_init, dtype=self.dtype, name=f'Conv_{num_3x3}')
+        num_3x3 += 1
       x = SNWrap(conv, self.spectral_norm, name=f'conv{i}')(x, update_stats)
       if i > 0:
         x = Norm(self.norm, self.dtype, self.batch_norm_impl, name=f'conv{i}_norm')(x, train)

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 import probe_step  # pylint: disable=g-import-not-at-top
 from dcgan_jax import models  # pylint: disable=g-import-not-at-top
-from experiments.torch_reference import models as torch_models  # pylint: disable=g-import-not-at-top
+from experiments.torch_reference import models as torch_models  # pylint: disable=g-import-not-at-top,line-too-long
 
 
 def jax_parts(config, batch):
