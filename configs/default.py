@@ -53,7 +53,8 @@ def get_config():
   config.model.spectral_norm = False  # Spectral norm (power iteration) on every D layer.
   config.model.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (params stay float32).
   # How the 4x4 stride-2 (transposed) convs are computed: hybrid | subpixel | matmul | xla.
-  # All have the same parameters and function (dcgan_jax/layers.py); hybrid is fastest on CPU.
+  # All have the same parameters and function (dcgan_jax/conv_forms.py); hybrid is fastest
+  # on CPU.
   config.model.conv_impl = 'hybrid'
   # Batch norm: gemv (batch_norm.BatchNorm, its sums as matrix-vector products, fastest
   # on CPU) | flax (nn.BatchNorm). The same parameters, statistics and function.

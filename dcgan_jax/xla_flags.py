@@ -18,7 +18,7 @@ from absl import logging
 # flag name -> value. Each entry has to earn its place in experiments/speed/NOTES.md.
 DEFAULT_CPU_FLAGS = {
     # XLA:CPU 0.10 sends dots, convolutions and reductions to YNNPACK fusions
-    # by default. The stride-1 convolutions of layers.py's sub-pixel layers
+    # by default. The stride-1 convolutions of conv_forms.py's sub-pixel layers
     # (and their gradients) run 2-4x faster on XLA's own Eigen kernels, and
     # the whole DCGAN-64 step ~1.8x faster (NOTES.md), so the fusions are
     # turned off: an empty list of fusion types.

@@ -1,4 +1,4 @@
-"""Tests of dcgan_jax.layers: every impl equals an independent reference, values and gradients."""
+"""Tests of dcgan_jax.layers and conv_forms: every impl equals an independent reference, values and gradients."""
 
 import flax.linen as nn
 import jax
@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dcgan_jax import conv_forms
 from dcgan_jax import layers
 
 try:
@@ -83,8 +84,8 @@ def _reference_conv_transpose(x, k, g):
 @pytest.mark.parametrize('case', CASES)
 def test_conv_matches_reference(impl, case):
   n, h, w, ci, co = case
-  x, k, g = _inputs(n, h, w, ci, co, layers.conv_out_size(h), layers.conv_out_size(w))
-  y, dx, dk = _vjp(layers._CONV[impl], x, k, g)
+  x, k, g = _inputs(n, h, w, ci, co, conv_forms.conv_out_size(h), conv_forms.conv_out_size(w))
+  y, dx, dk = _vjp(conv_forms.CONV[impl], x, k, g)
   ry, rdx, rdk = _reference_conv(x, k, g)
   assert y.shape == ry.shape
   _assert_close(y, ry)
@@ -97,7 +98,7 @@ def test_conv_matches_reference(impl, case):
 def test_conv_transpose_matches_reference(impl, case):
   n, h, w, ci, co = case
   x, k, g = _inputs(n, h, w, ci, co, 2 * h, 2 * w)
-  y, dx, dk = _vjp(layers._CONV_TRANSPOSE[impl], x, k, g)
+  y, dx, dk = _vjp(conv_forms.CONV_TRANSPOSE[impl], x, k, g)
   ry, rdx, rdk = _reference_conv_transpose(x, k, g)
   assert y.shape == ry.shape == (n, 2 * h, 2 * w, co)
   _assert_close(y, ry)
@@ -111,20 +112,20 @@ def test_conv_transpose_phases_match_reference(case):
   n, h, w, ci, co = case
   x, k, g = _inputs(n, h, w, ci, co, 2 * h, 2 * w)
   reference = _reference_conv_transpose(x, k, g)
-  for fn in (layers.conv_transpose4x4s2_phases, layers.conv_transpose4x4s2_hybrid):
+  for fn in (conv_forms.conv_transpose4x4s2_phases, conv_forms.conv_transpose4x4s2_hybrid):
     for actual, expected in zip(_vjp(fn, x, k, g), reference):
       _assert_close(actual, expected)
-  assert layers._phases_are_faster(x, k) == (co >= 64)
+  assert conv_forms.phases_are_faster(x, k) == (co >= 64)
 
 
 @pytest.mark.parametrize('case', [(2, 8, 6, 64, 8), (1, 4, 10, 96, 5)])
 def test_conv_with_per_phase_input_gradient_matches_reference(case):
   """'hybrid' strided convs whose input gradient runs per phase (in >= 64, sides <= 16)."""
   n, h, w, ci, co = case
-  x, k, g = _inputs(n, h, w, ci, co, layers.conv_out_size(h), layers.conv_out_size(w))
-  for actual, expected in zip(_vjp(layers.conv4x4s2_hybrid, x, k, g), _reference_conv(x, k, g)):
+  x, k, g = _inputs(n, h, w, ci, co, conv_forms.conv_out_size(h), conv_forms.conv_out_size(w))
+  for actual, expected in zip(_vjp(conv_forms.conv4x4s2_hybrid, x, k, g), _reference_conv(x, k, g)):
     _assert_close(actual, expected)
-  assert layers._phases_are_faster(g, k.transpose(0, 1, 3, 2))
+  assert conv_forms.phases_are_faster(g, k.transpose(0, 1, 3, 2))
 
 
 @pytest.mark.parametrize('impl', layers.IMPLS)
@@ -138,12 +139,12 @@ def test_conv3x3_matches_reference(impl, case):
   ref = lambda x, k: lax.conv_general_dilated(
       x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       precision=lax.Precision.HIGHEST)
-  for actual, expected in zip(_vjp(layers._CONV3X3[impl], x, k, g), _vjp(ref, x, k, g)):
+  for actual, expected in zip(_vjp(conv_forms.CONV3X3[impl], x, k, g), _vjp(ref, x, k, g)):
     _assert_close(actual, expected)
 
 
 def test_sizes():
-  assert [layers.conv_out_size(s) for s in (64, 32, 8, 7, 3, 2)] == [32, 16, 4, 3, 1, 1]
+  assert [conv_forms.conv_out_size(s) for s in (64, 32, 8, 7, 3, 2)] == [32, 16, 4, 3, 1, 1]
 
 
 def _module_pair(kind, impl, features, use_bias):

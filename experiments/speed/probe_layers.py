@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcgan_jax import conv_forms
 from dcgan_jax import layers
 
 
@@ -63,15 +64,15 @@ def main():
     if kind == 'T':
       tw = torch.from_numpy(k.transpose(2, 3, 0, 1).copy()).requires_grad_()
       tf = lambda: torch.nn.functional.conv_transpose2d(tx, tw, stride=2, padding=1)
-      fns = layers._CONV_TRANSPOSE
+      fns = conv_forms.CONV_TRANSPOSE
     elif kind == 'S':
       tw = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_()
       tf = lambda: torch.nn.functional.conv2d(tx, tw, stride=1, padding=1)
-      fns = layers._CONV3X3
+      fns = conv_forms.CONV3X3
     else:
       tw = torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).requires_grad_()
       tf = lambda: torch.nn.functional.conv2d(tx, tw, stride=2, padding=1)
-      fns = layers._CONV
+      fns = conv_forms.CONV
     ty = tf()
     tg = torch.randn_like(ty)
 

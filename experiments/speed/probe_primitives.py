@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dcgan_jax import conv_forms as F
 from dcgan_jax import layers as L
 
 
@@ -39,16 +40,16 @@ def main():
     kt = k.transpose(0, 1, 3, 2)
     line = f'H {h:3d} {ci:4d}->{co:4d} |'
     for impl in L.IMPLS:
-      c = jax.jit(L._CONV[impl])
+      c = jax.jit(F.CONV[impl])
       line += f' C[{impl}] {_time(c, x, k):6.1f}'
     line += ' |'
     for impl in ('subpixel', 'matmul'):
       # T from [h/2, co] to [h, ci]: the input gradient of C.
-      t = jax.jit(L._CONV_TRANSPOSE[impl])
+      t = jax.jit(F.CONV_TRANSPOSE[impl])
       line += f' T[{impl}] {_time(t, dy, kt):6.1f}'
     line += ' |'
     for impl in L.IMPLS:
-      w = jax.jit(lambda x, k, dy, f=L._CONV[impl]: jax.vjp(lambda k: f(x, k), k)[1](dy))
+      w = jax.jit(lambda x, k, dy, f=F.CONV[impl]: jax.vjp(lambda k: f(x, k), k)[1](dy))
       line += f' W[{impl}] {_time(w, x, k, dy):6.1f}'
     print(line, flush=True)
 
