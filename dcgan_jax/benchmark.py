@@ -5,7 +5,7 @@
       --steps=20 --repeats=3 --torch_reference
   python -m dcgan_jax.benchmark --config=configs/cifar10.py --mode=input
 
---mode=train times `train.make_p_train_step(config)` on a synthetic batch after
+--mode=train times `gan_step.make_p_train_step(config)` on a synthetic batch after
 compilation: `repeats` timings of `steps` steps each, reported as images/s
 (median, min, max over repeats). With --torch_reference the PyTorch reference
 step of the same architecture (experiments/torch_reference, needs the `torch`
@@ -80,21 +80,21 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   import jax  # pylint: disable=g-import-not-at-top
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
   from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import gan_step  # pylint: disable=g-import-not-at-top
 
   shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
   num_devices = jax.local_device_count()
   if config.batch_size % (num_devices * jax.process_count()):
     raise ValueError(f'batch_size {config.batch_size} does not split over the devices.')
   per_device = config.batch_size // (num_devices * jax.process_count())
-  g_state, d_state = train.create_train_states(config, jax.random.PRNGKey(config.seed), shape)
+  g_state, d_state = gan_step.create_train_states(config, jax.random.PRNGKey(config.seed), shape)
   state = list(jax_utils.replicate((g_state, d_state)))
   key = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
   # A synthetic batch, laid out as the input pipeline's (one slice per device).
   images = jax.random.uniform(jax.random.PRNGKey(1), (num_devices, per_device, *shape),
                               minval=-1.0, maxval=1.0)
   batch = {'image': jax.pmap(lambda x: x)(images)}  # Sharded over the devices once.
-  p_train_step = train.make_p_train_step(config)
+  p_train_step = gan_step.make_p_train_step(config)
 
   # XLA's cost analysis of the lowered step (the HLO the compiler starts from;
   # asking the compiled one would compile twice). Its count for dilated

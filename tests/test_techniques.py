@@ -8,7 +8,7 @@ import scipy.ndimage
 
 from dcgan_jax import models
 from dcgan_jax import stabilizers
-from dcgan_jax import train
+from dcgan_jax import gan_step
 from tests import test_train
 
 
@@ -58,14 +58,14 @@ def test_rotation_matches_scipy(degrees):
 
 def test_uniform_latent(config):
   config.model.latent_dist = 'uniform'
-  z = np.asarray(train.sample_latent(jax.random.PRNGKey(0), 1000, config))
+  z = np.asarray(gan_step.sample_latent(jax.random.PRNGKey(0), 1000, config))
   assert z.min() >= -1 and z.max() <= 1 and z.std() == pytest.approx(1 / np.sqrt(3), rel=0.05)
 
 
 def test_step_decay_of_learning_rates(config):
   config.optim.g_lr = 1e-4
   config.optim.lr_decay_steps = (10, 20)
-  schedule = train.learning_rate_schedule(1e-4, config)
+  schedule = gan_step.learning_rate_schedule(1e-4, config)
   np.testing.assert_allclose([schedule(s) for s in (0, 9, 10, 19, 20, 100)],
                              [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6], rtol=1e-6)
 
@@ -145,6 +145,37 @@ def test_dropout_in_discriminator(config):
                                 apply(jax.random.PRNGKey(2), False))
   _, _, _, d, _ = run_one(config)
   assert finite(d.params)
+
+
+def _dropout_keys_of_d_calls(config):
+  """The dropout keys of the step's D calls, in call order (traced once under vmap)."""
+  config.model.d_dropout = 0.5
+  config.model.d_dropout_layers = (0,)
+  g_state, d_state = gan_step.create_train_states(config, jax.random.PRNGKey(0),
+                                                  test_train.IMAGE_SHAPE)
+  batch = test_train.fixed_batch(1, config.batch_size)
+
+  def step(batch, key):
+    keys = []
+
+    def recording_apply(*args, rngs, **kwargs):
+      keys.append(jax.random.key_data(rngs['dropout']))
+      return d_state.apply_fn(*args, rngs=rngs, **kwargs)
+
+    gan_step.train_step(g_state, d_state.replace(apply_fn=recording_apply), batch, key,
+                        config=config)
+    return jnp.stack(keys)
+
+  return np.asarray(jax.vmap(step, axis_name='batch')(batch, jax.random.PRNGKey(1)[None]))[0]
+
+
+@pytest.mark.parametrize('separate', [False, True])
+def test_each_d_pass_draws_its_own_dropout_masks(config, separate):
+  # Real pass, fake pass (one D update or two), then the G update's pass.
+  config.d_separate_real_fake = separate
+  keys = _dropout_keys_of_d_calls(config)
+  assert len(keys) == 3
+  assert len({k.tobytes() for k in keys}) == 3
 
 
 def test_bfloat16_mixed_precision(config):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dcgan_jax import input_pipeline
-from dcgan_jax import train
+from dcgan_jax import gan_step
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -24,7 +24,7 @@ def fixed_batch(num_devices, per_device, seed=0):
 def _p_step(config_json, num_devices):
   import ml_collections  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(__import__('json').loads(config_json))
-  step = functools.partial(train.train_step, config=config)
+  step = functools.partial(gan_step.train_step, config=config)
   return jax.pmap(step, axis_name='batch', devices=jax.devices()[:num_devices])
 
 
@@ -36,7 +36,7 @@ def p_step(config, num_devices):
 def run(config, num_devices, num_steps, seed=None):
   seed = config.seed if seed is None else seed
   init_key, step_key = jax.random.split(jax.random.PRNGKey(seed))
-  g_state, d_state = train.create_train_states(config, init_key, IMAGE_SHAPE)
+  g_state, d_state = gan_step.create_train_states(config, init_key, IMAGE_SHAPE)
   devices = jax.devices()[:num_devices]
   g_repl, d_repl = jax_utils.replicate((g_state, d_state), devices)
   key_repl = jax_utils.replicate(step_key, devices)
@@ -94,7 +94,7 @@ def test_each_device_draws_its_own_z(config):
   def z_of_device(key, step):
     key = jax.random.fold_in(key, jax.lax.axis_index('batch'))
     key = jax.random.fold_in(key, step)
-    return train.sample_latent(jax.random.split(key)[0], 2, config)
+    return gan_step.sample_latent(jax.random.split(key)[0], 2, config)
 
   keys = jax_utils.replicate(jax.random.PRNGKey(0), jax.devices()[:4])
   z = np.asarray(jax.pmap(z_of_device, axis_name='batch', devices=jax.devices()[:4])(
@@ -115,14 +115,14 @@ def test_g_step_leaves_d_statistics_alone(config):
   # D's batch-norm running averages after a step equal those of the D update alone:
   # rerun the D forward passes by hand and compare.
   init_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  g_state, d_state = train.create_train_states(config, init_key, IMAGE_SHAPE)
+  g_state, d_state = gan_step.create_train_states(config, init_key, IMAGE_SHAPE)
   batch = fixed_batch(1, config.batch_size)
   _, d_after, _ = p_step(config, 1)(*jax_utils.replicate((g_state, d_state), jax.devices()[:1]),
                                     batch, jax_utils.replicate(step_key, jax.devices()[:1]))
-  d_keys, _ = train.step_keys(step_key, 0, 0, config.d_steps)
+  d_keys, _ = gan_step.step_keys(step_key, 0, 0, config.d_steps)
   d_z_key = d_keys[0][0]
   fake, _ = g_state.apply_fn({'params': g_state.params, 'batch_stats': g_state.batch_stats},
-                             train.sample_latent(d_z_key, config.batch_size, config), train=True,
+                             gan_step.sample_latent(d_z_key, config.batch_size, config), train=True,
                              mutable=['batch_stats'])
   variables = {'params': d_state.params, 'batch_stats': d_state.batch_stats}
   _, upd = d_state.apply_fn(variables, batch['image'][0], train=True, update_stats=True,

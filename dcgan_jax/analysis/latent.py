@@ -54,7 +54,7 @@ def generate(generate_fn, z, batch_size=256):
 def sample_latents(key, num, latent_dim, dist='normal'):
   """Draws `num` latents from the prior the models are trained with.
 
-  The same prior as `train.sample_latent`, taking plain arguments so these
+  The same prior as `gan_step.sample_latent`, taking plain arguments so these
   tools need neither the training module nor a full config.
 
   Args:

@@ -27,7 +27,7 @@ from flax import jax_utils
 
 sys.path.insert(0, os.path.dirname(__file__))
 import probe_step  # pylint: disable=g-import-not-at-top
-from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+from dcgan_jax import gan_step  # pylint: disable=g-import-not-at-top
 
 _FLAGS = {'ynn': {}, 'noynn': {'xla_cpu_experimental_ynn_fusion_type': ''},
           'notree': {'xla_cpu_experimental_ynn_fusion_type': '',
@@ -46,14 +46,14 @@ def make_variant(arch, impl, dtype, flags, batch_size, overrides=''):
   for item in filter(None, overrides.split(',')):
     field, value = item.split('=')
     config.model[field] = type(config.model[field])(value)
-  g, d = train.create_train_states(config, jax.random.PRNGKey(0),
+  g, d = gan_step.create_train_states(config, jax.random.PRNGKey(0),
                                    (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
   key = jax_utils.replicate(jax.random.PRNGKey(1))
   batch = {'image': jax.random.uniform(
       jax.random.PRNGKey(2), (1, batch_size, config.image_size, config.image_size, 3),
       minval=-1, maxval=1)}
-  p_step = train.make_p_train_step(config)
+  p_step = gan_step.make_p_train_step(config)
   base, *extra = flags.split('+')  # e.g. noynn+xla_cpu_use_multi_output_fusion=false
   options = dict(_FLAGS[base], **{k: _option_value(v) for k, v in
                                   (item.split('=', 1) for item in extra)})

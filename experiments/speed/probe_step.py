@@ -18,7 +18,7 @@ import jax
 from flax import jax_utils
 
 from configs import default
-from dcgan_jax import train
+from dcgan_jax import gan_step
 
 
 def arch_config(arch, batch_size, dtype, impl='hybrid'):
@@ -43,14 +43,14 @@ def arch_config(arch, batch_size, dtype, impl='hybrid'):
 
 
 def make_jax_step(config):
-  g, d = train.create_train_states(config, jax.random.PRNGKey(0),
+  g, d = gan_step.create_train_states(config, jax.random.PRNGKey(0),
                                    (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
   key = jax_utils.replicate(jax.random.PRNGKey(1))
   batch = {'image': jax.random.uniform(
       jax.random.PRNGKey(2), (1, config.batch_size, config.image_size, config.image_size, 3),
       minval=-1, maxval=1)}
-  p_step = train.make_p_train_step(config)
+  p_step = gan_step.make_p_train_step(config)
   t0 = time.perf_counter()
   state[0], state[1], m = p_step(state[0], state[1], batch, key)
   jax.block_until_ready(m)
