@@ -9,7 +9,7 @@ compiler_options, so variants with and without it can share the process),
 'ynn' with XLA's default, and 'notree' like 'noynn' but also without XLA's
 tree_reduction_rewriter pass, each optionally followed by +xla_option=value
 (more XLA debug options for that compilation); the optional last part overrides config.model
-fields (e.g. hybrid:float32:noynn:g_norm=none,d_norm=none; variants are
+fields (e.g. hybrid:float32:noynn:g_norm=none,spectral_norm=false; variants are
 then separated by ';'). Every round runs one step of each variant and of torch, so all see the
 same load of the shared machine; per round, ratio = torch step time / variant
 step time. Prints one JSON line: median images/s and median ratio per variant.
@@ -45,7 +45,8 @@ def make_variant(arch, impl, dtype, flags, batch_size, overrides=''):
   config = probe_step.arch_config(arch, batch_size, dtype, impl)
   for item in filter(None, overrides.split(',')):
     field, value = item.split('=')
-    config.model[field] = type(config.model[field])(value)
+    kind = type(config.model[field])
+    config.model[field] = (value == 'true') if kind is bool else kind(value)
   g, d = gan_step.create_train_states(config, jax.random.PRNGKey(0),
                                    (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
