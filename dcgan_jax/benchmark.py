@@ -79,8 +79,8 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   """Times p_train_step; returns the result dict (see the module docstring)."""
   import jax  # pylint: disable=g-import-not-at-top
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   from dcgan_jax import gan_step  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
 
   shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
   num_devices = jax.local_device_count()

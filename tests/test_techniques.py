@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+from dcgan_jax import gan_step
 from dcgan_jax import models
 from dcgan_jax import stabilizers
-from dcgan_jax import gan_step
 from tests import test_train
 
 

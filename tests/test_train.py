@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dcgan_jax import input_pipeline
 from dcgan_jax import gan_step
+from dcgan_jax import input_pipeline
 
 IMAGE_SHAPE = (28, 28, 1)
 

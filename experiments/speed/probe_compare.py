@@ -48,7 +48,7 @@ def make_variant(arch, impl, dtype, flags, batch_size, overrides=''):
     kind = type(config.model[field])
     config.model[field] = (value == 'true') if kind is bool else kind(value)
   g, d = gan_step.create_train_states(config, jax.random.PRNGKey(0),
-                                   (config.image_size, config.image_size, 3))
+                                      (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
   key = jax_utils.replicate(jax.random.PRNGKey(1))
   batch = {'image': jax.random.uniform(

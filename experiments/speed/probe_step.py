@@ -44,7 +44,7 @@ def arch_config(arch, batch_size, dtype, impl='hybrid'):
 
 def make_jax_step(config):
   g, d = gan_step.create_train_states(config, jax.random.PRNGKey(0),
-                                   (config.image_size, config.image_size, 3))
+                                      (config.image_size, config.image_size, 3))
   state = list(jax_utils.replicate((g, d)))
   key = jax_utils.replicate(jax.random.PRNGKey(1))
   batch = {'image': jax.random.uniform(
