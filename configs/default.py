@@ -15,11 +15,23 @@ def get_config():
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # The one seed a run is a pure function of.
+  # Replicas: K independent GANs in one vmapped program; replica i is the single run with
+  # seed + i (its own init, z, noise and data order). Scalars get /replica_i, /ci95.
+  config.num_seeds = 1
+  # Per-replica values of continuous hyperparameters (training/replicas.py), one per
+  # replica, e.g. 'optim.g_lr=1e-4,2e-4,4e-4;optim.d_lr=4e-4,4e-4,4e-4'; '' = none.
+  config.sweep = ''
 
   # Data.
-  config.dataset = 'offline_mnist'  # offline_mnist | mnist | emnist | fashion_mnist | cifar10 | celeb_a
-  config.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data dir; None = TFDS default.
-  config.image_size = 28  # Side of the square images the models see (28, 32 or 64).
+  # offline_mnist | mnist | emnist | fashion_mnist | cifar10 | celeb_a | folder (your own images
+  # under data_dir: any size, centre-cropped and resized; see dcgan_jax/data/folder.py).
+  config.dataset = 'offline_mnist'
+  # TFDS data dir (None = TFDS default); with dataset='folder', the folder of images.
+  config.data_dir = ml_collections.config_dict.placeholder(str)
+  # Channels of a folder dataset's images: 1 | 3 | None (3 unless every image is grayscale).
+  # The TFDS datasets have their own (1 for the digits, 3 for cifar10 and celeb_a).
+  config.num_channels = ml_collections.config_dict.placeholder(int)
+  config.image_size = 28  # Side of the square images: DCGAN 16, 28, 32, 64, 128, 256; standard CNN 32.
   config.batch_size = 64  # Global batch size, split evenly over all devices.
   config.shuffle_buffer_size = 10_000  # tf.data shuffle buffer (examples).
   config.prefetch_to_device = 2  # Batches kept in flight on the devices.
@@ -52,13 +64,14 @@ def get_config():
   config.model.d_norm = 'batch'  # batch | layer | none (D's first layer never has one).
   config.model.spectral_norm = False  # Spectral norm (power iteration) on every D layer.
   config.model.dtype = 'float32'  # Compute dtype: float32 | bfloat16 (params stay float32).
-  # How the 4x4 stride-2 (transposed) convs are computed: hybrid | subpixel | matmul | xla.
-  # All have the same parameters and function (dcgan_jax/conv_forms.py); hybrid is fastest
-  # on CPU.
-  config.model.conv_impl = 'hybrid'
-  # Batch norm: gemv (batch_norm.BatchNorm, its sums as matrix-vector products, fastest
-  # on CPU) | flax (nn.BatchNorm). The same parameters, statistics and function.
-  config.model.batch_norm_impl = 'gemv'
+  # How the 4x4 stride-2 (transposed) and 3x3 convs are computed: auto | hybrid | xla.
+  # The same parameters and function (dcgan_jax/models/conv_forms.py); hybrid is the fast
+  # CPU form, xla plain lax convs (native on GPU/TPU); auto picks by jax.default_backend().
+  config.model.conv_impl = 'auto'
+  # Batch norm: auto | gemv (models/batch_norm.py, sums as matrix-vector products, fast on
+  # CPU) | flax (nn.BatchNorm). The same parameters, statistics and function; auto is gemv
+  # on CPU and flax on GPU/TPU.
+  config.model.batch_norm_impl = 'auto'
   config.model.g_attention_res = 0  # Self-attention (SAGAN) in G at this feature-map side; 0 = none.
   config.model.d_attention_res = 0  # Self-attention (SAGAN) in D at this feature-map side; 0 = none.
   config.model.d_dropout = 0.0  # Dropout rate after D's blocks; 0 = none.

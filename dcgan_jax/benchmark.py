@@ -8,12 +8,14 @@
 --mode=train times `gan_step.make_p_train_step(config)` on a synthetic batch after
 compilation: `repeats` timings of `steps` steps each, reported as images/s
 (median, min, max over repeats). With --torch_reference the PyTorch reference
-step of the same architecture (experiments/torch_reference, needs the `torch`
+step of the same architecture (dcgan_jax/torch_reference, needs the `torch`
 extra) runs back to back with it, repeat by repeat, on as many threads as
 XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
 ratios JAX / torch, robust to the noise of a shared machine.
 
---mode=input times `input_pipeline.create_train_iter(config)` alone.
+--mode=input times `input_pipeline.create_train_iter(config)` alone; on a folder
+dataset (`--config.dataset=folder --config.data_dir=PATH`) it reports the first
+epoch (decoding into a fresh cache) and later epochs apart.
 --mode=inception times the FID Inception feature extractor on batch_size
 uint8 images of the config's size (and, with --torch_reference, the TorchScript
 reference network on the same images).
@@ -30,7 +32,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from dcgan_jax import xla_flags
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
@@ -75,14 +76,18 @@ def _cost_gflop(stage):
   return float(cost['flops']) / 1e9
 
 
-def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch_threads=None):
-  """Times p_train_step; returns the result dict (see the module docstring)."""
+def _train_setup(config):
+  """(p_train_step, [g_state, d_state], batch, key) on every local device, synthetic data.
+
+  Imports no TensorFlow: the models, the step and this mode run where only
+  jax, flax and optax are installed.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import gan_step  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
 
-  shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
+  shape = (config.image_size, config.image_size, datasets.get_spec(config.dataset).num_channels)
   num_devices = jax.local_device_count()
   if config.batch_size % (num_devices * jax.process_count()):
     raise ValueError(f'batch_size {config.batch_size} does not split over the devices.')
@@ -94,59 +99,80 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   images = jax.random.uniform(jax.random.PRNGKey(1), (num_devices, per_device, *shape),
                               minval=-1.0, maxval=1.0)
   batch = {'image': jax.pmap(lambda x: x)(images)}  # Sharded over the devices once.
-  p_train_step = gan_step.make_p_train_step(config)
+  return gan_step.make_p_train_step(config), state, batch, key
 
+
+def _torch_step(config, warmup, torch_threads):
+  """The PyTorch reference step of the config's architecture, warmed up."""
+  arch = torch_arch(config)
+  if arch is None:
+    raise ValueError('No torch reference for this config (dcgan 64 px or standard_cnn 32 px).')
+  from dcgan_jax.torch_reference import step as torch_ref  # pylint: disable=g-import-not-at-top
+  torch_step = torch_ref.TorchStep(arch, config.batch_size,
+                                   threads=torch_threads or os.cpu_count())
+  for _ in range(warmup):
+    torch_step()
+  return torch_step
+
+
+def _timed(fn, n):
+  t = time.perf_counter()
+  for _ in range(n):
+    fn()
+  return time.perf_counter() - t
+
+
+def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch_threads=None):
+  """Times p_train_step; returns the result dict (see the module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+
+  p_train_step, state, batch, key = _train_setup(config)
   # XLA's cost analysis of the lowered step (the HLO the compiler starts from;
   # asking the compiled one would compile twice). Its count for dilated
   # convolutions (conv_impl 'xla', plain flax) differs from the useful work,
   # so compare GFLOP/s only between dilation-free impls.
   gflop = _cost_gflop(p_train_step.lower(state[0], state[1], batch, key))
-  t0 = time.perf_counter()
-  state[0], state[1], metrics = p_train_step(state[0], state[1], batch, key)
-  jax.block_until_ready(metrics)
-  compile_s = time.perf_counter() - t0
+  last = {}
+
+  def step():
+    state[0], state[1], last['metrics'] = p_train_step(state[0], state[1], batch, key)
 
   def run(n):
+    elapsed = _timed(step, n) if n else 0.0
     t = time.perf_counter()
-    for _ in range(n):
-      state[0], state[1], m = p_train_step(state[0], state[1], batch, key)
-    jax.block_until_ready(m)
-    return time.perf_counter() - t
+    jax.block_until_ready(last['metrics'])
+    return elapsed + time.perf_counter() - t
 
+  compile_s = run(1)
   run(warmup)
-  torch_step = None
-  if torch_reference:
-    arch = torch_arch(config)
-    if arch is None:
-      raise ValueError('No torch reference for this config (dcgan 64 px or standard_cnn 32 px).')
-    from experiments.torch_reference import step as torch_ref  # pylint: disable=g-import-not-at-top
-    torch_step = torch_ref.TorchStep(arch, config.batch_size,
-                                     threads=torch_threads or os.cpu_count())
-    for _ in range(warmup):
-      torch_step()
-
+  torch_step = _torch_step(config, warmup, torch_threads) if torch_reference else None
   jax_rates, torch_rates = [], []
   for _ in range(repeats):
     jax_rates.append(config.batch_size * steps / run(steps))
     if torch_step is not None:
-      t = time.perf_counter()
-      for _ in range(steps):
-        torch_step()
-      torch_rates.append(config.batch_size * steps / (time.perf_counter() - t))
+      torch_rates.append(config.batch_size * steps / _timed(torch_step, steps))
+  result = _train_result(config, jax_rates, gflop, compile_s, steps, repeats)
+  if torch_rates:
+    result.update(_torch_result(config, jax_rates, torch_rates))
+  return result
 
-  device = jax.local_devices()[0]
+
+def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
+  """The JSON fields of the JAX step's timing."""
+  import jax  # pylint: disable=g-import-not-at-top
+  num_devices = jax.local_device_count()
   result = {
       'mode': 'train',
       'arch': config.model.arch,
       'image_size': config.image_size,
       'batch_size': config.batch_size,
       'dtype': str(config.model.dtype),
-      'conv_impl': str(config.model.get('conv_impl', 'flax')),
+      'conv_impl': str(config.model.conv_impl),
       **_summary(jax_rates),
       'compile_s': round(compile_s, 2),
       'gflop_per_step': None if gflop is None else round(gflop * num_devices, 3),
       'achieved_gflop_per_sec': None,
-      'device_kind': device.device_kind,
+      'device_kind': jax.local_devices()[0].device_kind,
       'device_count': jax.device_count(),
       'local_device_count': num_devices,
       'steps': steps,
@@ -157,21 +183,99 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   if gflop is not None:
     result['achieved_gflop_per_sec'] = round(
         result['gflop_per_step'] * result['images_per_sec'] / config.batch_size, 1)
-  if torch_rates:
-    import torch  # pylint: disable=g-import-not-at-top
-    result.update(_summary(torch_rates, prefix='torch_'))
-    result['torch_step_ms'] = round(1e3 * config.batch_size / result['torch_images_per_sec'], 2)
-    result['torch_threads'] = torch.get_num_threads()
-    result['torch_version'] = torch.__version__
-    result['ratio'] = round(statistics.median(a / b for a, b in zip(jax_rates, torch_rates)), 3)
-    result['ratios'] = [round(a / b, 3) for a, b in zip(jax_rates, torch_rates)]
+  return result
+
+
+def _torch_result(config, jax_rates, torch_rates):
+  """The JSON fields of the PyTorch reference and the ratio, repeat by repeat."""
+  import torch  # pylint: disable=g-import-not-at-top
+  result = _summary(torch_rates, prefix='torch_')
+  result['torch_step_ms'] = round(1e3 * config.batch_size / result['torch_images_per_sec'], 2)
+  result['torch_threads'] = torch.get_num_threads()
+  result['torch_version'] = torch.__version__
+  result['ratio'] = round(statistics.median(a / b for a, b in zip(jax_rates, torch_rates)), 3)
+  result['ratios'] = [round(a / b, 3) for a, b in zip(jax_rates, torch_rates)]
+  return result
+
+
+def _folder_first_epoch(config, input_pipeline, folder):
+  """(iterator after one epoch, epoch images, seconds to the first batch, seconds of the epoch)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  t0 = time.perf_counter()
+  it = input_pipeline.create_train_iter(config, 0)
+  batch = next(it)
+  jax.block_until_ready(batch)
+  first_batch_s = time.perf_counter() - t0
+  num_images = len(folder.load_images(config, in_memory_limit=0))  # Mapped: no reading.
+  num_batches = max(1, num_images // config.batch_size)
+  for _ in range(num_batches - 1):
+    batch = next(it)
+  jax.block_until_ready(batch)
+  return it, num_batches * config.batch_size, first_batch_s, time.perf_counter() - t0
+
+
+def benchmark_folder_input(config, steps, repeats, warmup):
+  """A folder dataset from a cold cache: the first epoch (decode + cache) and later epochs.
+
+  The cache goes to a temporary $DCGAN_JAX_CACHE, removed afterwards, so the
+  first epoch always decodes; `cached_start_s` is a later run's time to its
+  first batch, with the cache in place. The image files themselves may be in
+  the OS page cache (say so when reporting).
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import folder  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  cache = tempfile.mkdtemp(prefix='dcgan_jax_benchmark_cache_')
+  previous = os.environ.get(folder.CACHE_ENV)
+  os.environ[folder.CACHE_ENV] = cache
+  try:
+    it, epoch_images, first_batch_s, first_epoch_s = _folder_first_epoch(
+        config, input_pipeline, folder)
+    for _ in range(warmup):
+      next(it)
+    rates = []
+    for _ in range(repeats):
+      t = time.perf_counter()
+      for _ in range(steps):
+        b = next(it)
+      jax.block_until_ready(b)
+      rates.append(config.batch_size * steps / (time.perf_counter() - t))
+    t = time.perf_counter()
+    jax.block_until_ready(next(input_pipeline.create_train_iter(config, 0)))
+    cached_start_s = time.perf_counter() - t
+  finally:
+    if previous is None:
+      os.environ.pop(folder.CACHE_ENV, None)
+    else:
+      os.environ[folder.CACHE_ENV] = previous
+    shutil.rmtree(cache, ignore_errors=True)
+  result = {'mode': 'input', 'dataset': config.dataset, 'data_dir': config.data_dir,
+            'image_size': config.image_size, 'batch_size': config.batch_size,
+            'epoch_images': epoch_images,
+            'first_epoch_images_per_sec': round(epoch_images / first_epoch_s, 2),
+            'first_epoch_s': round(first_epoch_s, 2), 'first_batch_s': round(first_batch_s, 2),
+            **_summary(rates), 'cached_start_s': round(cached_start_s, 2), 'steps': steps,
+            'repeats': repeats}
+  result['later_epochs_images_per_sec'] = result['images_per_sec']
+  result['step_ms'] = round(1e3 * config.batch_size / result['images_per_sec'], 2)
   return result
 
 
 def benchmark_input(config, steps, repeats, warmup):
-  """Times the input pipeline alone (batches already on the device)."""
+  """Times the input pipeline alone (batches already on the device).
+
+  A folder dataset reports its first epoch (decoding and caching) and later
+  epochs apart (`benchmark_folder_input`).
+  """
   import jax  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+
+  if datasets.get_spec(config.dataset).source == 'folder':
+    return benchmark_folder_input(config, steps, repeats, warmup)
 
   t0 = time.perf_counter()
   it = input_pipeline.create_train_iter(config, 0)
@@ -197,7 +301,7 @@ def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
                         torch_threads=None):
   """Times the FID Inception feature extractor on uint8 images of the config's size."""
   import jax  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   from dcgan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
   from dcgan_jax.evaluation import weights  # pylint: disable=g-import-not-at-top
 
@@ -212,7 +316,7 @@ def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
     extractor(images)
   reference = None
   if torch_reference:
-    from experiments.torch_reference import inception as torch_inception  # pylint: disable=g-import-not-at-top
+    from dcgan_jax.torch_reference import inception as torch_inception  # pylint: disable=g-import-not-at-top
     reference = torch_inception.TorchInception(weights.find_default_1(),
                                                threads=torch_threads or os.cpu_count())
     reference(images)
@@ -243,7 +347,6 @@ def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
-  xla_flags.set_default_cpu_flags()  # Before JAX initialises its backend.
   config = FLAGS.config
   if FLAGS.mode == 'train':
     result = benchmark_train(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,

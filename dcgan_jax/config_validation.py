@@ -20,26 +20,20 @@ Decisions worth knowing:
 
 import math
 import numbers
+import os
 
-from dcgan_jax import layers
-from dcgan_jax import models
-
-# input_pipeline.DATASETS's keys, repeated so that validating needs no TensorFlow
-# (tests/test_config_validation.py keeps the two equal).
-DATASETS = ('offline_mnist', 'mnist', 'emnist', 'fashion_mnist', 'cifar10', 'celeb_a')
-DTYPES = ('float32', 'bfloat16')
-LATENT_DISTS = ('normal', 'uniform')
-LOSSES = ('minimax', 'non_saturating', 'hinge')
-LABEL_SMOOTHINGS = ('none', 'one_sided', 'random')
-EVAL_FEATURE_EXTRACTORS = ('inception', 'digits')
-DIVERGENCE_POLICIES = ('stop', 'rollback')
-STANDARD_CNN_SIZE = 32
-# Number of discriminator blocks (the indices model.d_dropout_layers may name).
-STANDARD_CNN_D_BLOCKS = 7
-MLP_D_BLOCKS = 3
+from dcgan_jax import errors
+from dcgan_jax.data import datasets
+from dcgan_jax.evaluation import evaluator
+from dcgan_jax.models import layers
+from dcgan_jax.models import networks
+from dcgan_jax.training import divergence
+from dcgan_jax.training import losses
+from dcgan_jax.training import replicas
+from dcgan_jax.training import stabilizers
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.UserError, ValueError):
   """A config field has a value the run cannot use; the message is one line."""
 
 
@@ -147,27 +141,11 @@ class _Checker:
     return value
 
 
-def attention_sides(arch, image_size):
-  """(generator sides, discriminator sides) of the feature maps with an attention slot."""
-  if arch == 'dcgan':
-    base = models.DCGAN_BASE_SIZE[image_size]
-    num_levels = int(math.log2(image_size // base))
-    g_sides = tuple(base * 2 ** i for i in range(num_levels))
-    d_sides = tuple(image_size // 2 ** (i + 1) for i in range(num_levels))
-    return g_sides, d_sides
-  if arch == 'standard_cnn':
-    return (8, 16, 32), (16, 8, 4)
-  return (), ()
-
-
-def _num_d_blocks(arch, image_size):
-  if arch == 'dcgan':
-    return int(math.log2(image_size // models.DCGAN_BASE_SIZE[image_size]))
-  return STANDARD_CNN_D_BLOCKS if arch == 'standard_cnn' else MLP_D_BLOCKS
-
-
 def validate(config, num_devices=None):
   """Raises ConfigError (one line, naming the field) if `config` cannot run.
+
+  The allowed values come from the modules that own them (datasets.DATASETS,
+  networks.ARCHS, losses.LOSSES, ...), so a new choice is one change there.
 
   Args:
     config: a run config (ml_collections.ConfigDict or nested dicts).
@@ -175,62 +153,114 @@ def validate(config, num_devices=None):
       `jax.device_count()` (all processes).
   """
   c = _Checker(config)
-  c.integer('seed')
+  seed = c.integer('seed', minimum=0)
+  if seed is not _MISSING and seed >= 2**32:
+    _fail('seed', seed, 'must be an integer in [0, 2**32).')
+  _validate_replicas(c)
+  _validate_data(c)
+  _validate_model(c)
+  _validate_loss(c)
+  _validate_batches(c, num_devices)
+  _validate_loop(c)
+  _validate_optim(c)
+
+
+def _validate_replicas(c):
+  num_seeds = c.integer('num_seeds', minimum=1)
+  sweep = c.get('sweep')
+  if sweep is _MISSING or num_seeds is _MISSING:
+    return
+  if sweep is not None and not isinstance(sweep, str):
+    _fail('sweep', sweep, "must be text like 'optim.g_lr=1e-4,2e-4;optim.d_lr=...'.")
+  try:
+    values = replicas.parse_sweep(sweep, num_seeds)
+  except replicas.SweepError as e:
+    _fail('sweep', sweep, f'{e}.')
+  for field, field_values in values.items():
+    if field in replicas.POSITIVE_ONLY and (min(field_values) <= 0 or not c.get(field) > 0):
+      _fail('sweep', sweep, f'{field} can be swept only over positive values, with the base '
+            f'config.{field} > 0 too (0 switches it off, which changes the program).')
+    if field.startswith('optim.') and not all(
+        (0 < v < 1) if '_b' in field else v > 0 for v in field_values):
+      _fail('sweep', sweep, f'{field}: learning rates must be > 0 and betas in (0, 1).')
+
+
+def _validate_data(c):
   dataset = c.get('dataset')
   if dataset is not _MISSING:
-    if not isinstance(dataset, str) or dataset.partition('/')[0] not in DATASETS:
+    if not isinstance(dataset, str) or dataset.partition('/')[0] not in datasets.DATASETS:
       _fail('dataset', dataset,
-            f'must be one of {_choices(DATASETS)} (optionally with a TFDS '
+            f'must be one of {_choices(datasets.DATASETS)} (optionally with a TFDS '
             "config, e.g. 'emnist/letters').")
   data_dir = c.get('data_dir')
   if data_dir is not _MISSING and data_dir is not None and not isinstance(data_dir, str):
     _fail('data_dir', data_dir, 'must be a folder (a string) or None.')
+  _validate_folder(c, dataset, data_dir)
 
-  # Model.
-  arch = c.choice('model.arch', models.ARCHS)
+
+def _validate_folder(c, dataset, data_dir):
+  """dataset='folder' (dcgan_jax/data/folder.py): a folder of images, 1 or 3 channels."""
+  channels = c.get('num_channels')
+  if channels is not _MISSING and channels is not None and (
+      not _is_int(channels) or channels not in (1, 3)):
+    _fail('num_channels', channels, 'must be None (3 unless every image is grayscale), 1 or 3.')
+  base = dataset.partition('/')[0] if isinstance(dataset, str) else None
+  if base not in datasets.DATASETS or datasets.DATASETS[base].source != 'folder':
+    return
+  if dataset != base:
+    _fail('dataset', dataset, f'takes no TFDS config: use {base!r}.')
+  if not isinstance(data_dir, str) or not os.path.isdir(os.path.expanduser(data_dir)):
+    _fail('data_dir', None if data_dir is _MISSING else data_dir,
+          f"must be an existing folder of images for dataset={base!r} (--config.data_dir=PATH).")
+
+
+def _validate_model(c):
+  arch = c.choice('model.arch', networks.ARCHS)
   image_size = c.integer('image_size', minimum=1)
-  if image_size is _MISSING:
-    pass
-  elif arch == 'dcgan' and image_size not in models.DCGAN_BASE_SIZE:
-    _fail('image_size', image_size, f"must be one of {_choices(models.DCGAN_BASE_SIZE)} "
-          "for model.arch='dcgan'.")
-  if arch == 'standard_cnn' and image_size != STANDARD_CNN_SIZE:
-    _fail('image_size', image_size,
-          f"must be {STANDARD_CNN_SIZE} for model.arch='standard_cnn'.")
+  if arch is not _MISSING and image_size is not _MISSING:
+    sizes = networks.image_sizes(arch)
+    if sizes is not None and image_size not in sizes:
+      _fail('image_size', image_size, f'must be one of {_choices(sizes)} for model.arch={arch!r}.')
   for path in ('model.latent_dim', 'model.g_features', 'model.d_features'):
     c.integer(path, minimum=1)
-  c.choice('model.latent_dist', LATENT_DISTS)
-  c.choice('model.g_activation', models.ACTIVATIONS)
-  c.choice('model.d_activation', models.ACTIVATIONS)
+  c.choice('model.latent_dist', networks.LATENT_DISTS)
+  c.choice('model.g_activation', networks.ACTIVATIONS)
+  c.choice('model.d_activation', networks.ACTIVATIONS)
   c.number('model.leaky_relu_slope', low=0.0)
-  c.choice('model.g_norm', models.NORMS)
-  c.choice('model.d_norm', models.NORMS)
+  c.choice('model.g_norm', networks.NORMS)
+  c.choice('model.d_norm', networks.NORMS)
   c.boolean('model.spectral_norm')
-  c.choice('model.dtype', DTYPES)
+  c.choice('model.dtype', networks.DTYPES)
   c.choice('model.conv_impl', layers.IMPLS)
-  c.choice('model.batch_norm_impl', tuple(models.BATCH_NORM_IMPLS))
+  c.choice('model.batch_norm_impl', networks.BATCH_NORM_CHOICES)
+  c.number('model.d_dropout', low=0.0, high=1.0, high_open=True)
+  if arch is not _MISSING and image_size is not _MISSING:
+    _validate_model_slots(c, arch, image_size)
+
+
+def _validate_model_slots(c, arch, image_size):
+  """Attention sides and dropout block indices, which depend on the architecture."""
   g_res = c.integer('model.g_attention_res', minimum=0)
   d_res = c.integer('model.d_attention_res', minimum=0)
-  c.number('model.d_dropout', low=0.0, high=1.0, high_open=True)
+  g_sides, d_sides = networks.attention_sides(arch, image_size)
+  for path, res, sides, who in (('model.g_attention_res', g_res, g_sides, 'G'),
+                                ('model.d_attention_res', d_res, d_sides, 'D')):
+    if res not in (_MISSING, 0) and res not in sides:
+      allowed = ', '.join(str(s) for s in (0, *sorted(sides)))
+      _fail(path, res, f'must be one of {allowed} (0 = none): the feature-map sides of '
+            f'{who} for model.arch={arch!r} at image_size={image_size}.')
   dropout_layers = c.int_sequence('model.d_dropout_layers')
-  if arch is not _MISSING and image_size is not _MISSING:
-    g_sides, d_sides = attention_sides(arch, image_size)
-    for path, res, sides, who in (('model.g_attention_res', g_res, g_sides, 'G'),
-                                  ('model.d_attention_res', d_res, d_sides, 'D')):
-      if res not in (_MISSING, 0) and res not in sides:
-        allowed = ', '.join(str(s) for s in (0, *sorted(sides)))
-        _fail(path, res, f'must be one of {allowed} (0 = none): the feature-map sides of '
-              f'{who} for model.arch={arch!r} at image_size={image_size}.')
-    if dropout_layers is not _MISSING:
-      num_blocks = _num_d_blocks(arch, image_size)
-      if any(not 0 <= i < num_blocks for i in dropout_layers):
-        _fail('model.d_dropout_layers', dropout_layers,
-              f'must hold D block indices in [0, {num_blocks - 1}] for model.arch={arch!r} '
-              f'at image_size={image_size}.')
+  if dropout_layers is not _MISSING:
+    num_blocks = networks.num_d_blocks(arch, image_size)
+    if any(not 0 <= i < num_blocks for i in dropout_layers):
+      _fail('model.d_dropout_layers', dropout_layers,
+            f'must hold D block indices in [0, {num_blocks - 1}] for model.arch={arch!r} '
+            f'at image_size={image_size}.')
 
-  # Loss.
-  loss_type = c.choice('loss.type', LOSSES)
-  smoothing = c.choice('loss.label_smoothing', LABEL_SMOOTHINGS)
+
+def _validate_loss(c):
+  loss_type = c.choice('loss.type', losses.LOSSES)
+  smoothing = c.choice('loss.label_smoothing', stabilizers.LABEL_SMOOTHINGS)
   if loss_type == 'hinge' and smoothing not in (_MISSING, 'none'):
     _fail('loss.label_smoothing', smoothing,
           "must be 'none' with loss.type='hinge' (the hinge loss has margins, not targets).")
@@ -238,7 +268,9 @@ def validate(config, num_devices=None):
   c.label_range('loss.real_label_range')
   c.label_range('loss.fake_label_range')
 
-  # Batches, data and devices.
+
+def _validate_batches(c, num_devices):
+  """Batches, data order and what D sees."""
   batch_size = c.integer('batch_size', minimum=1)
   if batch_size is not _MISSING:
     if num_devices is None:
@@ -256,21 +288,23 @@ def validate(config, num_devices=None):
   c.boolean('augment.flip')
   c.number('augment.rotate_degrees', low=0.0, high=180.0)
 
-  # Loop.
+
+def _validate_loop(c):
   for path in ('num_train_steps', 'log_every_steps', 'sample_every_steps',
                'checkpoint_every_steps', 'max_checkpoints_to_keep'):
     c.integer(path, minimum=1)
   c.integer('eval_every_steps', minimum=0)
   c.integer('eval_num_samples', minimum=0)  # 0 = no evaluation.
-  c.choice('eval_feature_extractor', EVAL_FEATURE_EXTRACTORS)
+  c.choice('eval_feature_extractor', evaluator.EXTRACTORS)
   num_sample_images = c.integer('num_sample_images', minimum=1)
   if num_sample_images is not _MISSING and math.isqrt(num_sample_images) ** 2 != num_sample_images:
     _fail('num_sample_images', num_sample_images, 'must be a square number (4, 9, 16, 64, ...).')
-  c.choice('divergence', DIVERGENCE_POLICIES)
+  c.choice('divergence', divergence.POLICIES)
   c.integer('max_rollbacks', minimum=0)
   c.integer('debug_nan_at_step', minimum=-1)
 
-  # Optimisers.
+
+def _validate_optim(c):
   for path in ('optim.g_lr', 'optim.d_lr', 'optim.lr_decay_factor'):
     c.number(path, low=0.0, low_open=True)
   for path in ('optim.g_b1', 'optim.d_b1', 'optim.g_b2', 'optim.d_b2'):

@@ -13,10 +13,13 @@ import logging as py_logging
 import os
 import sys
 
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from dcgan_jax import errors
 
 # TensorFlow serves only tf.data here; its C++ start-up chatter is noise.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -66,33 +69,11 @@ def initialize_distributed(jax):
   # A plain single-process run starts no coordinator.
 
 
-# The errors that mean "fix the config, the data or the workdir", not a bug, by
-# module: looked up only in modules already imported (one never imported
-# cannot have raised), so that a bad config exits before TensorFlow loads.
-USER_ERRORS = {
-    'dcgan_jax.config_validation': ('ConfigError',),
-    'dcgan_jax.input_pipeline': ('DatasetUnavailableError',),
-    'dcgan_jax.checkpoints': ('CheckpointError',),
-    'dcgan_jax.divergence': ('DivergenceError',),
-    'dcgan_jax.evaluation.weights': ('WeightsError',),
-}
-
-
-def _user_errors():
-  return tuple(getattr(sys.modules[module], name)
-               for module, names in USER_ERRORS.items() if module in sys.modules
-               for name in names if hasattr(sys.modules[module], name))
-
-
 def run(argv):
   """main() without the clean error exit."""
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  # XLA reads its flags once, when the backend starts: set ours (unless the user
-  # set them) before anything touches jax.
-  from dcgan_jax import xla_flags  # pylint: disable=g-import-not-at-top
-  xla_flags.set_default_cpu_flags()
   # Import jax and tf only now, so that --help is fast.
   import jax  # pylint: disable=g-import-not-at-top
   from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
@@ -102,7 +83,7 @@ def run(argv):
   # (after initialize: the batch must split over every process's devices).
   config_validation.validate(FLAGS.config)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
 
   # tf.data only: keep TensorFlow off the accelerators JAX uses.
   tf.config.experimental.set_visible_devices([], 'GPU')
@@ -111,8 +92,8 @@ def run(argv):
                jax.process_count(), jax.local_devices())
   if FLAGS.mode == 'train':
     g_state, _ = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-    if int(g_state.step) < FLAGS.config.num_train_steps:  # Stopped by a signal, checkpointed.
-      from dcgan_jax import preemption  # pylint: disable=g-import-not-at-top
+    if int(np.min(g_state.step)) < FLAGS.config.num_train_steps:  # Stopped by a signal, saved.
+      from dcgan_jax.training import preemption  # pylint: disable=g-import-not-at-top
       sys.exit(preemption.EXIT_STOPPED)
   else:
     train.evaluate_checkpoints(FLAGS.config, FLAGS.workdir)
@@ -121,11 +102,10 @@ def run(argv):
 def main(argv):
   try:
     run(argv)
-  except _user_errors() as e:
+  except errors.UserError as e:
     # One line, no traceback: these say what to change, and a traceback would bury it.
-    message = ' '.join(str(e).split('\n'))
-    print(f'Error: {message}', file=sys.stderr, flush=True)
-    sys.exit(2 if type(e).__name__ == 'ConfigError' else 1)
+    print(f'Error: {errors.one_line(e)}', file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == '__main__':

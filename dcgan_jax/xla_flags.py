@@ -1,8 +1,8 @@
 """XLA:CPU flags that make the GAN step faster, set by the project before JAX starts.
 
 XLA reads the XLA_FLAGS environment variable once, when the first backend is
-initialised, so `set_default_cpu_flags()` must run before any JAX computation
-(main.py and benchmark.py call it first thing). A flag already present in
+initialised, so `set_default_cpu_flags()` must run before any JAX computation:
+the package's __init__ calls it, so importing any part of dcgan_jax does. A flag already present in
 XLA_FLAGS is left alone, so users can override any default, e.g.
 
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=default python -m dcgan_jax.main ...

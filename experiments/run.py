@@ -384,7 +384,7 @@ def sample_panels(workdirs, path, max_cols=4, label_height=14):
   """
   from PIL import Image  # pylint: disable=g-import-not-at-top
   from PIL import ImageDraw  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import images as images_lib  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import images as images_lib  # pylint: disable=g-import-not-at-top
   from dcgan_jax.analysis import report  # pylint: disable=g-import-not-at-top
   grids = [(label, report.latest_sample_grid(w)) for label, w in workdirs.items()]
   grids = [(label, Image.open(p).convert('RGB')) for label, p in grids if p]
@@ -434,7 +434,7 @@ class StoppedEarly(Exception):
 
 def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   """Trains (or resumes) one run, analyses it, marks it finished; returns its run_info."""
-  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
   info = load_run_info(workdir)
   if info.get('finished'):
     logging.info('%s: finished earlier, not trained again.', name)

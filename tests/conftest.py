@@ -6,9 +6,8 @@ import os
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=4').strip()
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-# The project's own XLA:CPU defaults, as main.py sets them.
-from dcgan_jax import xla_flags  # noqa: E402  pylint: disable=g-import-not-at-top
-xla_flags.set_default_cpu_flags()
+# Importing dcgan_jax applies the project's XLA:CPU defaults, as for any user.
+import dcgan_jax  # noqa: E402,F401  pylint: disable=g-import-not-at-top,unused-import
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -23,7 +22,7 @@ NUM_DEVICES = 4
 @pytest.fixture(scope='session')
 def tfds_data_dir(tmp_path_factory):
   """A TFDS data dir of this test session with the offline digits prepared in it."""
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   input_pipeline.get_builder('offline_mnist', data_dir)
   return data_dir

@@ -21,12 +21,12 @@ def restore_models(config, workdir, which='latest'):
     (generator, g_variables, discriminator, d_variables, step).
   """
   # Imported here so the plotting commands work without the training stack.
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import models  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import train  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.models import networks  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
   g_variables, d_variables, step = train.restore_generator_and_discriminator(
       config, workdir, which)
-  generator, discriminator = models.create_models(config, input_pipeline.num_channels(config))
+  generator, discriminator = networks.create_models(config, input_pipeline.num_channels(config))
   return generator, g_variables, discriminator, d_variables, step
 
 

@@ -10,7 +10,8 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 
-from dcgan_jax import images as images_lib
+from dcgan_jax.data import images as images_lib
+from dcgan_jax.models import networks
 
 
 def make_generate_fn(generator, g_variables):
@@ -23,10 +24,7 @@ def make_generate_fn(generator, g_variables):
   Returns:
     A pure function mapping z [B, latent_dim] to images [B, H, W, C] in [-1, 1].
   """
-  # The variables are an argument of the jitted function, not constants baked
-  # into it: a closure would make XLA embed every weight in the executable.
-  apply_fn = jax.jit(functools.partial(generator.apply, train=False))
-  return functools.partial(apply_fn, g_variables)
+  return functools.partial(networks.jit_generate(generator.apply), g_variables)
 
 
 def batched_apply(fn, x, batch_size=256):
@@ -54,8 +52,7 @@ def generate(generate_fn, z, batch_size=256):
 def sample_latents(key, num, latent_dim, dist='normal'):
   """Draws `num` latents from the prior the models are trained with.
 
-  The same prior as `gan_step.sample_latent`, taking plain arguments so these
-  tools need neither the training module nor a full config.
+  The prior of `networks.sample_latent`, under this module's name for the tools.
 
   Args:
     key: a jax PRNG key.
@@ -66,11 +63,7 @@ def sample_latents(key, num, latent_dim, dist='normal'):
   Returns:
     A float32 [num, latent_dim] array.
   """
-  if dist == 'normal':
-    return jax.random.normal(key, (num, latent_dim), jnp.float32)
-  if dist == 'uniform':
-    return jax.random.uniform(key, (num, latent_dim), jnp.float32, -1.0, 1.0)
-  raise ValueError(f'Unknown latent distribution {dist!r}; expected normal or uniform.')
+  return networks.sample_latent(key, num, latent_dim, dist)
 
 
 def lerp(z0, z1, t):

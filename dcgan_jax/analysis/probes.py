@@ -320,8 +320,9 @@ def plot_clusters(result, path, true_labels=None, title=''):
 def _preprocess_batch(images, dataset, image_size):
   """uint8 [N, h, w, c] -> float32 [N, S, S, c] in [-1, 1], as the input pipeline does."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  spec = input_pipeline.get_spec(dataset)
+  from dcgan_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  spec = datasets.get_spec(dataset)
   ds = tf.data.Dataset.from_tensor_slices(images).map(
       lambda im: input_pipeline.preprocess(im, spec, image_size)).batch(1024)
   out = np.concatenate([b.numpy() for b in ds])
@@ -337,7 +338,7 @@ def load_offline_digits(split, image_size=28):
   Returns:
     (images float32 [N, S, S, 1] in [-1, 1], labels int64 [N]).
   """
-  from dcgan_jax.datasets import offline_mnist  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import offline_mnist  # pylint: disable=g-import-not-at-top
   images, labels = offline_mnist.load_digits()
   index = offline_mnist.split_indices(labels, split)
   return _preprocess_batch(images[index], 'offline_mnist', image_size), labels[index]
@@ -354,7 +355,7 @@ def load_labelled_images(dataset, split, image_size, num_examples=None, data_dir
     (images float32 [N, S, S, C] in [-1, 1], labels int64 [N]).
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   if dataset == 'offline_mnist':
     images, labels = load_offline_digits(split, image_size)
     # The digits are sorted by class, so a cap takes a fixed random subset

@@ -81,60 +81,73 @@ def write_report(workdir, config=None, generate_fn=None, metrics=None, num_rows=
   os.makedirs(outdir, exist_ok=True)
   title = title or f'Run report: {os.path.basename(os.path.normpath(workdir))}'
   scalars = plots.read_scalars(workdir)
-  summary = plots.summarize_scalars(scalars)
-  curves = plots.plot_training_curves(workdir, outdir) if scalars else {}
+  rows = _metric_rows(plots.summarize_scalars(scalars), metrics)
+  images = _report_images(workdir, outdir, scalars, config, generate_fn, num_rows, num_steps,
+                          method)
+  page = {'title': title, 'workdir': os.path.abspath(workdir), 'rows': rows, 'images': images,
+          'config': None if config is None else str(config).rstrip(),
+          'created': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}
+  report_path = os.path.join(outdir, 'report.md')
+  with open(report_path, 'w') as f:
+    f.write(_markdown(page))
+  if write_html:
+    with open(os.path.join(outdir, 'report.html'), 'w') as f:
+      f.write(_html(page))
+  return report_path
 
-  images = []  # (heading, path relative to outdir)
+
+def _report_images(workdir, outdir, scalars, config, generate_fn, num_rows, num_steps, method):
+  """[(heading, path relative to outdir)]: samples, curves and an interpolation strip."""
+  images = []
   sample = latest_sample_grid(workdir)
   if sample:
     images.append((f'Latest samples ({os.path.basename(sample)})', os.path.relpath(sample, outdir)))
+  curves = plots.plot_training_curves(workdir, outdir) if scalars else {}
   for name, path in curves.items():
     images.append((CURVE_TITLES[name], os.path.relpath(path, outdir)))
   if generate_fn is not None and config is not None:
     key = jax.random.PRNGKey(config.seed)
     z = latent.sample_latents(key, 2 * num_rows, config.model.latent_dim,
-                              config.model.get('latent_dist', 'normal'))
+                              config.model.latent_dist)
     strip = os.path.join(outdir, f'interpolation_{method}.png')
     latent.interpolation_strip(generate_fn, z[:num_rows], z[num_rows:], num_steps, method, strip)
     images.append((f'Latent interpolation ({method}, {num_rows} paths)',
                    os.path.relpath(strip, outdir)))
+  return images
 
-  rows = _metric_rows(summary, metrics)
-  created = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-  md = [f'# {title}', '', f'Workdir: `{os.path.abspath(workdir)}`  ', f'Written: {created}', '']
-  md += ['## Metrics', '']
-  if rows:
+
+def _markdown(page):
+  md = [f"# {page['title']}", '', f"Workdir: `{page['workdir']}`  ",
+        f"Written: {page['created']}", '', '## Metrics', '']
+  if page['rows']:
     md += ['| metric | final | best | best step |', '|---|---|---|---|']
-    md += [f'| {name} | {final} | {best} | {step} |' for name, final, best, step in rows]
+    md += [f'| {name} | {final} | {best} | {step} |' for name, final, best, step in page['rows']]
   else:
     md.append('No scalars logged yet.')
   md.append('')
-  for heading, path in images:
+  for heading, path in page['images']:
     md += [f'## {heading}', '', f'![{heading}]({path})', '']
-  if config is not None:
-    md += ['## Config', '', '```yaml', str(config).rstrip(), '```', '']
-  report_path = os.path.join(outdir, 'report.md')
-  with open(report_path, 'w') as f:
-    f.write('\n'.join(md))
+  if page['config'] is not None:
+    md += ['## Config', '', '```yaml', page['config'], '```', '']
+  return '\n'.join(md)
 
-  if write_html:
-    esc = html.escape
-    body = [f'<h1>{esc(title)}</h1>', f'<p>Workdir: <code>{esc(os.path.abspath(workdir))}</code>'
-            f'<br>Written: {esc(created)}</p>', '<h2>Metrics</h2>']
-    if rows:
-      body.append('<table border="1" cellpadding="4" style="border-collapse:collapse">'
-                  '<tr><th>metric</th><th>final</th><th>best</th><th>best step</th></tr>')
-      body += [f'<tr><td>{esc(n)}</td><td>{esc(f)}</td><td>{esc(b)}</td><td>{esc(s)}</td></tr>'
-               for n, f, b, s in rows]
-      body.append('</table>')
-    else:
-      body.append('<p>No scalars logged yet.</p>')
-    for heading, path in images:
-      body += [f'<h2>{esc(heading)}</h2>', f'<img src="{esc(path)}" alt="{esc(heading)}">']
-    if config is not None:
-      body += ['<h2>Config</h2>', f'<pre>{esc(str(config))}</pre>']
-    with open(os.path.join(outdir, 'report.html'), 'w') as f:
-      f.write('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-              f'<title>{esc(title)}</title></head><body>\n' + '\n'.join(body) +
-              '\n</body></html>\n')
-  return report_path
+
+def _html(page):
+  esc = html.escape
+  body = [f"<h1>{esc(page['title'])}</h1>", f"<p>Workdir: <code>{esc(page['workdir'])}</code>"
+          f"<br>Written: {esc(page['created'])}</p>", '<h2>Metrics</h2>']
+  if page['rows']:
+    body.append('<table border="1" cellpadding="4" style="border-collapse:collapse">'
+                '<tr><th>metric</th><th>final</th><th>best</th><th>best step</th></tr>')
+    body += [f'<tr><td>{esc(n)}</td><td>{esc(f)}</td><td>{esc(b)}</td><td>{esc(s)}</td></tr>'
+             for n, f, b, s in page['rows']]
+    body.append('</table>')
+  else:
+    body.append('<p>No scalars logged yet.</p>')
+  for heading, path in page['images']:
+    body += [f'<h2>{esc(heading)}</h2>', f'<img src="{esc(path)}" alt="{esc(heading)}">']
+  if page['config'] is not None:
+    body += ['<h2>Config</h2>', f"<pre>{esc(page['config'])}</pre>"]
+  return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+          f"<title>{esc(page['title'])}</title></head><body>\n" + '\n'.join(body) +
+          '\n</body></html>\n')

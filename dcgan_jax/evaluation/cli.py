@@ -5,6 +5,7 @@ import sys
 
 from dcgan_jax.evaluation import evaluator as evaluator_lib
 from dcgan_jax.evaluation import image_sets
+from dcgan_jax.evaluation import preprocessing
 from dcgan_jax.evaluation import weights as weights_lib
 
 # Errors a user can fix; reported as one message, not a traceback.
@@ -16,6 +17,11 @@ def parser(prog, description):
   p = argparse.ArgumentParser(prog=prog, description=description)
   p.add_argument('--extractor', default='inception', choices=evaluator_lib.EXTRACTORS,
                  help='feature network (digits: the small digit classifier)')
+  p.add_argument('--preprocess', default=preprocessing.DEFAULT,
+                 choices=evaluator_lib.PREPROCESSINGS,
+                 help="Inception's input preprocessing: tf (default; the TF 2015 graph's "
+                      'bilinear resize and (x - 128) / 128, the FID of the papers) or '
+                      "pytorch_fid (pytorch-fid's values); the digits extractor ignores it")
   p.add_argument('--weights', default=None,
                  help='Inception weights file (default: the converted cache file)')
   p.add_argument('--batch_size', type=int, default=None,
@@ -32,7 +38,8 @@ def parser(prog, description):
 def make_evaluator(args, **kwargs):
   return evaluator_lib.Evaluator(
       extractor=args.extractor, batch_size=args.batch_size, cache_dir=args.cache_dir,
-      weights=args.weights, seed=args.seed, progress=not args.no_progress, **kwargs)
+      weights=args.weights, seed=args.seed, progress=not args.no_progress,
+      preprocess=args.preprocess, **kwargs)
 
 
 def summarize(evaluator, path, args, allow_stats=True):
@@ -46,9 +53,7 @@ def summarize(evaluator, path, args, allow_stats=True):
     if not allow_stats:
       raise image_sets.ImageSetError(f'{path} holds statistics; this needs images.')
     stats = evaluator_lib.ReferenceStats.load(path)
-    if stats.extractor and stats.extractor != evaluator.extractor.name:
-      raise ValueError(f'{path} was made with {stats.extractor!r}, not '
-                       f'{evaluator.extractor.name!r} (see --extractor).')
+    evaluator.check_compatible(stats, path)  # Extractor and --preprocess.
     return stats
   batches, count = image_sets.open_images(path, evaluator.extractor.batch_size)
   num = count if args.num_samples is None else min(count, args.num_samples)

@@ -24,10 +24,13 @@ import numpy as np
 import optax
 
 from dcgan_jax.evaluation import features
-from dcgan_jax.evaluation import inception
+from dcgan_jax.evaluation import preprocessing
 from dcgan_jax.evaluation import weights as weights_lib
 
 NAME = 'digits_cnn_v1'
+# Its one, fixed preprocessing (below), recorded with its statistics; the
+# Inception choices ('tf', 'pytorch_fid') do not apply to it.
+PREPROCESS = 'digits'
 CACHE_FILE = f'{NAME}.npz'
 FEATURE_DIM = 128
 NUM_CLASSES = 10
@@ -41,7 +44,7 @@ LEARNING_RATE = 1e-3
 
 def preprocess(images):
   """NHWC uint8 or [-1, 1] float images -> [N, 28, 28, 1] float32 in [-1, 1]."""
-  x = jnp.mean(inception.to_float(images), axis=-1, keepdims=True)
+  x = jnp.mean(preprocessing.to_float(images), axis=-1, keepdims=True)
   if x.shape[1:3] != (IMAGE_SIZE, IMAGE_SIZE):
     x = jax.image.resize(x, (x.shape[0], IMAGE_SIZE, IMAGE_SIZE, 1), 'bilinear')
   return x
@@ -141,7 +144,8 @@ def load_or_train(cache_dir=None, retrain=False):
 def digits_extractor(batch_size=500, cache_dir=None):
   """The digit classifier as a `features.PmapExtractor` (with logits)."""
   variables, _ = load_or_train(cache_dir)
-  return features.PmapExtractor(NAME, _apply, variables, FEATURE_DIM, True, batch_size)
+  return features.PmapExtractor(NAME, _apply, variables, FEATURE_DIM, True, batch_size,
+                                PREPROCESS)
 
 
 if __name__ == '__main__':

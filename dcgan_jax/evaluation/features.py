@@ -2,9 +2,10 @@
 
 An extractor maps one global batch of NHWC images (uint8, or float in [-1, 1])
 to {'pool': [b, d], 'logits': [b, k]} numpy arrays ('logits' only when it has a
-classifier). `run` feeds it any iterable of image batches, re-batched to the
-extractor's batch size (the last batch padded and its padding dropped), with a
-tqdm progress bar. `summarize` folds the features into a float64 sum and sum of
+classifier); its input preprocessing runs inside it, on the devices. `run`
+feeds it any iterable of image batches, re-batched to the extractor's batch
+size (the last batch padded and its padding dropped), with a tqdm progress
+bar. `summarize` folds the features into a float64 sum and sum of
 outer products, so memory does not grow with the sample count, plus a fixed-size
 reservoir of features for KID and (if wanted) the logits for IS.
 """
@@ -20,6 +21,7 @@ import tqdm
 
 from dcgan_jax.evaluation import inception
 from dcgan_jax.evaluation import metrics
+from dcgan_jax.evaluation import preprocessing
 from dcgan_jax.evaluation import weights as weights_lib
 
 
@@ -31,10 +33,14 @@ class PmapExtractor:
     feature_dim: size of 'pool'.
     has_logits: whether outputs include 'logits'.
     batch_size: global batch size, a multiple of the local device count.
+    preprocess: names the input preprocessing inside `apply_fn` (recorded
+      with statistics; for Inception one of `preprocessing.PREPROCESSINGS`).
   """
 
-  def __init__(self, name, apply_fn, variables, feature_dim, has_logits, batch_size):
+  def __init__(self, name, apply_fn, variables, feature_dim, has_logits, batch_size,
+               preprocess=preprocessing.UNKNOWN):
     self.name = name
+    self.preprocess = preprocess
     self.feature_dim = feature_dim
     self.has_logits = has_logits
     self._num_devices = jax.local_device_count()
@@ -53,29 +59,34 @@ class PmapExtractor:
     return {k: np.asarray(v).reshape(self.batch_size, -1) for k, v in out.items()}
 
 
-def _inception_forward(variables, images, with_logits):
-  out = inception.apply(variables, images, with_logits=with_logits)
+def _inception_forward(variables, images, with_logits, method):
+  out = inception.apply(variables, images, with_logits=with_logits, method=method)
   if with_logits:
     # IS uses the bias-free logits (see metrics.inception_score).
     return {'pool': out['pool'], 'logits': out['logits_unbiased']}
   return {'pool': out['pool']}
 
 
-def inception_extractor(batch_size=50, weights=None, cache_dir=None):
+def inception_extractor(batch_size=50, weights=None, cache_dir=None,
+                        preprocess=preprocessing.DEFAULT):
   """The FID Inception as a `PmapExtractor` (logits if the weights have them).
 
   Args:
     batch_size: global batch size.
     weights: optional weights path (see `weights.load_variables`).
     cache_dir: cache folder override.
+    preprocess: 'tf' (the TF graph's, the papers' FID) or 'pytorch_fid'; it
+      runs on the devices, inside the pmapped function.
 
   Raises:
     weights.WeightsError: with instructions if the weights are missing.
+    ValueError: for an unknown `preprocess`.
   """
+  preprocessing.validate(preprocess)
   variables, has_logits = weights_lib.load_variables(weights, cache_dir)
-  return PmapExtractor(
-      'inception_fid_2015', functools.partial(_inception_forward, with_logits=has_logits),
-      variables, inception.POOL_DIM, has_logits, batch_size)
+  forward = functools.partial(_inception_forward, with_logits=has_logits, method=preprocess)
+  return PmapExtractor('inception_fid_2015', forward, variables, inception.POOL_DIM,
+                       has_logits, batch_size, preprocess)
 
 
 def rebatch(batches: Iterable[np.ndarray], batch_size: int,

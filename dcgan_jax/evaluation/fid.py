@@ -3,13 +3,16 @@
 Each path is a folder of images, an .npz with uint8 `images` [N, H, W, C], or an
 .npz of statistics (`mu`, `sigma`, e.g. pytorch-fid's). The last line printed
 is `FID: <value>`. `--save_stats PATH OUT.npz` writes the statistics of PATH
-(readable by pytorch-fid; ours also keep a feature sample for KID).
+(readable by pytorch-fid; ours also keep a feature sample for KID and record
+the preprocessing). `--preprocess tf` (default) gives the TF FID of the papers,
+`--preprocess pytorch_fid` pytorch-fid's values; statistics files of another
+preprocessing are refused, ones that do not record it (pytorch-fid's, TTUR's)
+are used with a warning.
 """
 
 import sys
 
 from dcgan_jax.evaluation import cli
-from dcgan_jax.evaluation import evaluator as evaluator_lib
 from dcgan_jax.evaluation import metrics
 
 
@@ -24,10 +27,9 @@ def main(argv=None):
   evaluator = cli.make_evaluator(args)
   if args.save_stats:
     summary = cli.summarize(evaluator, args.paths[0], args, allow_stats=False)
-    evaluator_lib.ReferenceStats(summary.mu, summary.sigma, summary.kid_features,
-                                 summary.num_samples, evaluator.extractor.name
-                                 ).save(args.paths[1])
-    print(f'Saved statistics of {summary.num_samples} images to {args.paths[1]}')
+    evaluator.to_stats(summary).save(args.paths[1])
+    print(f'Saved statistics of {summary.num_samples} images ({evaluator.preprocess} '
+          f'preprocessing) to {args.paths[1]}')
     return 0
   a, b = (cli.summarize(evaluator, p, args) for p in args.paths)
   print(f'FID: {metrics.frechet_distance(a.mu, a.sigma, b.mu, b.sigma)}')

@@ -13,18 +13,10 @@ it, which differs from the Keras/torchvision InceptionV3:
 Layer names follow torchvision / pytorch-fid (`Conv2d_1a_3x3`, `Mixed_5b`,
 `branch1x1`, ...) so that their state_dicts map one to one.
 
-Preprocessing (`preprocess`), matched to pytorch-fid:
-* uint8 [0, 255] images are mapped to [-1, 1] by x / 127.5 - 1 (pytorch-fid's
-  2 * (x / 255) - 1); float images are taken to be in [-1, 1] already. Note
-  that the original TF graph maps uint8 by (x - 128) / 128, a range of
-  [-1, 0.992]; like pytorch-fid we do not.
-* gray images (1 channel) are repeated to 3 channels (as PIL's convert('RGB')).
-* images are resized to 299x299 by bilinear interpolation with half-pixel
-  centres and no antialiasing, which is `torch.nn.functional.interpolate(...,
-  mode='bilinear', align_corners=False)` for both up- and downsampling
-  (`jax.image.resize(..., 'bilinear', antialias=False)`; with the default
-  antialias=True JAX widens the kernel when downsampling and the results
-  differ). Images that are already 299x299 are left untouched.
+Preprocessing (`preprocess` and `apply`, see `preprocessing.py`): by default
+the TF graph's own (TF1 bilinear resize without half-pixel centres, then
+(x - 128) / 128), which gives the FID of the papers; method='pytorch_fid' gives
+pytorch-fid's (x / 127.5 - 1, torch's half-pixel bilinear resize).
 """
 
 import functools
@@ -34,38 +26,26 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-INPUT_SIZE = 299
+from dcgan_jax.evaluation import preprocessing
+
+INPUT_SIZE = preprocessing.INPUT_SIZE
 POOL_DIM = 2048
 NUM_LOGITS = 1008
 BN_EPSILON = 1e-3
 
 
-def to_float(images):
-  """NHWC uint8 [0, 255] or float [-1, 1] images (C = 1 or 3) -> float32 in [-1, 1]."""
-  if images.ndim != 4 or images.shape[-1] not in (1, 3):
-    raise ValueError(f'Want [N, H, W, 1 or 3] images, got shape {images.shape}.')
-  if images.dtype == jnp.uint8:
-    return images.astype(jnp.float32) / 127.5 - 1.0
-  return images.astype(jnp.float32)
-
-
-def preprocess(images):
-  """Maps NHWC uint8 [0, 255] or float [-1, 1] images to [N, 299, 299, 3] float32.
+def preprocess(images, method=preprocessing.DEFAULT):
+  """Maps NHWC uint8 [0, 255] or float [-1, 1] images to the network's input.
 
   Args:
     images: [N, H, W, C] array with C in {1, 3}; uint8 or float in [-1, 1].
+    method: one of `preprocessing.PREPROCESSINGS` ('tf', the default, or
+      'pytorch_fid').
 
   Returns:
-    float32 [N, 299, 299, 3] in [-1, 1], as the FID Inception network expects.
+    float32 [N, 299, 299, 3], as the FID Inception network expects.
   """
-  x = to_float(images)
-  if x.shape[-1] == 1:
-    x = jnp.repeat(x, 3, axis=-1)
-  n, h, w, c = x.shape
-  if (h, w) != (INPUT_SIZE, INPUT_SIZE):
-    x = jax.image.resize(x, (n, INPUT_SIZE, INPUT_SIZE, c), method='bilinear',
-                         antialias=False)
-  return x
+  return preprocessing.apply(images, method)
 
 
 def _pair(v):
@@ -231,16 +211,17 @@ def variable_shapes(with_logits):
       jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnames=('with_logits',))
-def apply(variables, images, with_logits=False):
+@functools.partial(jax.jit, static_argnames=('with_logits', 'method'))
+def apply(variables, images, with_logits=False, method=preprocessing.DEFAULT):
   """Preprocesses NHWC images and runs the network (jitted, pure).
 
   Args:
     variables: {'params', 'batch_stats'} of `FIDInceptionV3`.
     images: [N, H, W, 1 or 3] uint8 or float in [-1, 1].
     with_logits: also return 'logits' and 'logits_unbiased'.
+    method: the preprocessing, one of `preprocessing.PREPROCESSINGS`.
 
   Returns:
     dict of float32 arrays, see `FIDInceptionV3`.
   """
-  return FIDInceptionV3(with_logits=with_logits).apply(variables, preprocess(images))
+  return FIDInceptionV3(with_logits=with_logits).apply(variables, preprocess(images, method))

@@ -4,6 +4,8 @@ PATH is a folder of images or an .npz with uint8 `images`. Prints
 `IS: <mean> ± <std>` last (10 splits). Needs Inception weights with the
 classifier layer (pytorch-fid's .pth; see `python -m dcgan_jax.evaluation.weights
 --help`), or `--extractor digits` for the digit classifier's score.
+`--preprocess tf` (default; the TF graph's inputs, as the original Inception
+Score code fed them) or `pytorch_fid`.
 """
 
 import sys

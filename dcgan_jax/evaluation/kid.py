@@ -3,7 +3,7 @@
 Each path is a folder of images, an .npz with uint8 `images`, or a statistics
 .npz written by `fid --save_stats` (which keeps a feature sample). Prints
 `KID: <mean> ± <std>` last (unbiased MMD^2, cubic polynomial kernel, over
-random subsets).
+random subsets). `--preprocess tf|pytorch_fid` as for `fid` (default tf).
 """
 
 import sys

@@ -29,6 +29,7 @@ from flax import traverse_util
 import jax
 import numpy as np
 
+from dcgan_jax import errors
 from dcgan_jax.evaluation import inception
 from dcgan_jax.evaluation import torch_format
 
@@ -56,7 +57,7 @@ HOW_TO_GET = (
     'with --source pointing at it.')
 
 
-class WeightsError(RuntimeError):
+class WeightsError(errors.EnvironmentFailure):
   """Missing or unusable Inception weights."""
 
 

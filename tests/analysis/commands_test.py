@@ -7,9 +7,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from analysis_testlib import IMAGE_SIZE
-from analysis_testlib import LATENT_DIM
-from analysis_testlib import write_clu_run
+from tests.support.tiny_models import IMAGE_SIZE
+from tests.support.tiny_models import LATENT_DIM
+from tests.support.tiny_models import write_clu_run
 from dcgan_jax.analysis import commands
 from dcgan_jax.analysis import latent
 
@@ -59,7 +59,7 @@ def test_interpolate_writes_both_methods(config, restored, tmp_path):
 
 
 def test_probe_and_cluster_write_json(config, restored, tmp_path):
-  pytest.importorskip('dcgan_jax.input_pipeline')
+  pytest.importorskip('dcgan_jax.data.input_pipeline')
   summary = commands.probe(config, 'run', str(tmp_path), num_train=300, num_test=100)
   on_disk = json.load(open(tmp_path / 'probe.json'))
   assert on_disk['step'] == 7 and on_disk['dataset'] == 'offline_mnist'

@@ -4,10 +4,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from analysis_testlib import IMAGE_SIZE
-from analysis_testlib import LATENT_DIM
-from analysis_testlib import TinyDiscriminator
-from analysis_testlib import TinyGenerator
+from tests.support.tiny_models import IMAGE_SIZE
+from tests.support.tiny_models import LATENT_DIM
+from tests.support.tiny_models import TinyDiscriminator
+from tests.support.tiny_models import TinyGenerator
 
 
 @pytest.fixture(scope='session')

@@ -8,8 +8,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from analysis_testlib import LATENT_DIM
-from dcgan_jax import images as images_lib
+from tests.support.tiny_models import LATENT_DIM
+from dcgan_jax.data import images as images_lib
 from dcgan_jax.analysis import latent
 
 

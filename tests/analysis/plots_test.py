@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from analysis_testlib import write_clu_run
-from analysis_testlib import write_legacy_run
+from tests.support.tiny_models import write_clu_run
+from tests.support.tiny_models import write_legacy_run
 from dcgan_jax.analysis import plots
 
 

@@ -10,8 +10,8 @@ import pytest
 from sklearn import datasets as sk_datasets
 from sklearn import metrics as sk_metrics
 
-from analysis_testlib import IMAGE_SIZE
-from analysis_testlib import ManyBlockDiscriminator
+from tests.support.tiny_models import IMAGE_SIZE
+from tests.support.tiny_models import ManyBlockDiscriminator
 from dcgan_jax.analysis import probes
 
 
@@ -170,7 +170,7 @@ def test_clustering_with_pca_and_standardisation(blobs, tmp_path):
 
 
 def test_offline_digits_load_with_the_pipeline_preprocessing():
-  pytest.importorskip('dcgan_jax.input_pipeline')
+  pytest.importorskip('dcgan_jax.data.input_pipeline')
   images, labels = probes.load_offline_digits('test', image_size=32)
   assert images.shape == (500, 32, 32, 1) and images.dtype == np.float32
   np.testing.assert_array_equal(np.bincount(labels), np.full(10, 50))
@@ -182,6 +182,6 @@ def test_offline_digits_load_with_the_pipeline_preprocessing():
 
 
 def test_missing_cifar10_raises_a_clear_error(tmp_path):
-  input_pipeline = pytest.importorskip('dcgan_jax.input_pipeline')
+  input_pipeline = pytest.importorskip('dcgan_jax.data.input_pipeline')
   with pytest.raises(input_pipeline.DatasetUnavailableError, match='cifar10'):
     probes.load_labelled_images('cifar10', 'train', 32, data_dir=str(tmp_path))

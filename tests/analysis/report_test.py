@@ -6,9 +6,9 @@ import re
 import ml_collections
 import numpy as np
 
-from analysis_testlib import LATENT_DIM
-from analysis_testlib import write_clu_run
-from dcgan_jax import images as images_lib
+from tests.support.tiny_models import LATENT_DIM
+from tests.support.tiny_models import write_clu_run
+from dcgan_jax.data import images as images_lib
 from dcgan_jax.analysis import report
 
 

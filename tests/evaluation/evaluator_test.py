@@ -1,5 +1,9 @@
 """Tests of the Evaluator API, the streaming helpers and the command-line tools."""
 
+import dataclasses
+import logging
+import re
+
 import numpy as np
 import pytest
 
@@ -10,6 +14,7 @@ from dcgan_jax.evaluation import fid
 from dcgan_jax.evaluation import inception_score
 from dcgan_jax.evaluation import kid
 from dcgan_jax.evaluation import metrics
+from dcgan_jax.evaluation import weights
 
 
 @pytest.fixture(scope='module')
@@ -187,3 +192,116 @@ def test_command_line_errors_are_clear(digits_cache, tmp_path, capsys):
   np.savez(bad, pictures=np.zeros((2, 2)))
   assert fid.cli.run(fid.main, [bad, bad, *common]) == 1
   assert 'no `images` array' in capsys.readouterr().err
+
+
+@pytest.fixture(scope='module')
+def inception_evaluators():
+  """{preprocessing: an Inception Evaluator with it} (batch 4, the fake devices)."""
+  try:
+    return {p: evaluator_lib.Evaluator('inception', batch_size=4, preprocess=p,
+                                       progress=False)
+            for p in evaluator_lib.PREPROCESSINGS}
+  except weights.WeightsError as e:
+    pytest.fail(f'FID Inception weights are not set up: {e}')
+
+
+def test_preprocessing_default_and_registry(inception_evaluators, digits_cache):
+  assert evaluator_lib.PREPROCESSINGS == ('tf', 'pytorch_fid')
+  assert inception_evaluators['tf'].preprocess == 'tf'
+  assert inception_evaluators['pytorch_fid'].preprocess == 'pytorch_fid'
+  with pytest.raises(ValueError, match='clean'):
+    evaluator_lib.Evaluator('inception', preprocess='clean')
+  # The digits extractor keeps its own preprocessing whatever is passed.
+  cache, _ = digits_cache
+  for p in evaluator_lib.PREPROCESSINGS:
+    ev = evaluator_lib.Evaluator('digits', cache_dir=cache, preprocess=p, progress=False)
+    assert ev.preprocess == digits.PREPROCESS
+
+
+def test_statistics_files_record_the_preprocessing(inception_evaluators, real_digits,
+                                                   tmp_path):
+  images = real_digits[:6]
+  for p, ev in inception_evaluators.items():
+    path = str(tmp_path / f'{p}.npz')
+    ev.to_stats(ev.features([images])).save(path)
+    with np.load(path) as f:
+      assert str(f['preprocess']) == p and f['mu'].shape == (2048,)
+    loaded = evaluator_lib.ReferenceStats.load(path)
+    assert (loaded.preprocess, loaded.extractor) == (p, 'inception_fid_2015')
+  # Files that do not say: pytorch-fid's/TTUR's are 'unknown', ours from before
+  # (with `extractor`) were made with pytorch-fid's preprocessing.
+  theirs, old = str(tmp_path / 'theirs.npz'), str(tmp_path / 'old.npz')
+  np.savez(theirs, mu=np.zeros(2048), sigma=np.eye(2048))
+  np.savez(old, mu=np.zeros(2048), sigma=np.eye(2048), extractor=np.str_('inception_fid_2015'))
+  assert evaluator_lib.ReferenceStats.load(theirs).preprocess == 'unknown'
+  assert evaluator_lib.ReferenceStats.load(old).preprocess == 'pytorch_fid'
+
+
+def test_mixing_preprocessings_is_an_error_naming_both(inception_evaluators, real_digits,
+                                                       caplog):
+  images = real_digits[:6]
+  tf_ev, torch_ev = inception_evaluators['tf'], inception_evaluators['pytorch_fid']
+  torch_stats = torch_ev.to_stats(torch_ev.features([images]))
+  with pytest.raises(ValueError, match="used 'pytorch_fid'.*used 'tf'"):
+    tf_ev.evaluate([images], torch_stats)
+  with pytest.raises(ValueError, match="used 'pytorch_fid'.*used 'tf'"):
+    tf_ev.scores(tf_ev.features([images]), torch_stats)
+  # Same images, same preprocessing: 0 up to sqrtm's noise with 6 samples in 2048-d.
+  assert torch_ev.evaluate([images], torch_stats)['fid'] == pytest.approx(0, abs=1e-2)
+  # Unknown (a pytorch-fid/TTUR file): allowed, with a warning.
+  unknown = dataclasses.replace(torch_stats, preprocess='unknown', extractor='')
+  with caplog.at_level(logging.WARNING):
+    assert np.isfinite(tf_ev.evaluate([images], unknown)['fid'])
+  assert 'unknown' in caplog.text
+
+
+def test_reference_cache_is_versioned_per_preprocessing(inception_evaluators, real_digits,
+                                                        tmp_path):
+  paths = {}
+  for p, ev in inception_evaluators.items():
+    ev.cache_dir = str(tmp_path)
+    paths[p] = ev.reference_path('offline_digits/test', 6)
+    assert f'-{p}-v{evaluator_lib.STATS_VERSION}-n6.npz' in paths[p]
+  assert paths['tf'] != paths['pytorch_fid']
+  # A cached file of the old naming (<key>-<hash>-n<N>.npz, pytorch-fid's
+  # preprocessing) is not reused: the statistics are computed afresh.
+  old = re.sub(r'-pytorch_fid-v\d+-n6', '-n6', paths['pytorch_fid'])
+  assert old != paths['pytorch_fid']
+  evaluator_lib.ReferenceStats(np.zeros(2048), np.eye(2048), np.zeros((0, 2048)), 6,
+                               'inception_fid_2015').save(old)
+  calls = []
+
+  def make_images():
+    calls.append(1)
+    return iter([real_digits[:6]])
+
+  ev = inception_evaluators['tf']
+  ref = ev.reference_stats('offline_digits/test', make_images, 6)
+  assert calls == [1] and ref.preprocess == 'tf' and np.abs(ref.mu).max() > 0
+  assert ev.reference_stats('offline_digits/test', make_images, 6).preprocess == 'tf'
+  assert calls == [1]  # Now cached, under the new name.
+  with np.load(paths['tf']) as f:
+    assert str(f['preprocess']) == 'tf'
+
+
+def test_command_lines_take_and_check_the_preprocessing(real_digits, tmp_path, capsys):
+  a, b = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
+  np.savez(a, images=real_digits[:6])
+  np.savez(b, images=_noisy(real_digits[:6], 40))
+  common = ['--batch_size', '4', '--no_progress']
+  fids = {}
+  for p in evaluator_lib.PREPROCESSINGS:
+    assert fid.main([a, b, '--preprocess', p, *common]) == 0
+    fids[p] = float(_last_line(capsys).split()[1])
+  assert fids['tf'] > 0 and fids['pytorch_fid'] > 0 and fids['tf'] != fids['pytorch_fid']
+  assert fid.cli.parser('fid', '').parse_args([]).preprocess == 'tf'  # The default.
+
+  stats = str(tmp_path / 'stats_torch.npz')
+  assert fid.main(['--save_stats', a, stats, '--preprocess', 'pytorch_fid', *common]) == 0
+  with np.load(stats) as f:
+    assert str(f['preprocess']) == 'pytorch_fid'
+  assert fid.cli.run(fid.main, [stats, b, *common]) == 1
+  err = capsys.readouterr().err
+  assert "used 'pytorch_fid'" in err and "used 'tf'" in err
+  assert fid.main([stats, b, '--preprocess', 'pytorch_fid', *common]) == 0
+  assert float(_last_line(capsys).split()[1]) == pytest.approx(fids['pytorch_fid'], rel=1e-9)

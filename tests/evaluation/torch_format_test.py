@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-import torch_files
+from tests.support import torch_files
 from dcgan_jax.evaluation import inception
 from dcgan_jax.evaluation import torch_format
 from dcgan_jax.evaluation import weights

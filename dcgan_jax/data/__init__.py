@@ -1,0 +1,1 @@
+"""Data: TFDS input pipelines, the offline digits builder and image helpers."""

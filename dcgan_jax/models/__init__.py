@@ -1,0 +1,1 @@
+"""Generators and discriminators (networks), and the layers they are built of."""
