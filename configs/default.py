@@ -21,6 +21,9 @@ def get_config():
   # Per-replica values of continuous hyperparameters (training/replicas.py), one per
   # replica, e.g. 'optim.g_lr=1e-4,2e-4,4e-4;optim.d_lr=4e-4,4e-4,4e-4'; '' = none.
   config.sweep = ''
+  # How the replicas run: auto | vmap (one batched program) | host (one compiled step called
+  # per replica). auto: host on CPU (vmapped convs run ~2x slower on XLA:CPU), vmap on GPU/TPU.
+  config.replica_loop = 'auto'
 
   # Data.
   # offline_mnist | mnist | emnist | fashion_mnist | cifar10 | celeb_a | folder (your own images

@@ -86,18 +86,25 @@ def _train_setup(config):
   from flax import jax_utils  # pylint: disable=g-import-not-at-top
   from dcgan_jax.data import datasets  # pylint: disable=g-import-not-at-top
   from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import replicas  # pylint: disable=g-import-not-at-top
 
   shape = (config.image_size, config.image_size, datasets.get_spec(config.dataset).num_channels)
   num_devices = jax.local_device_count()
   if config.batch_size % (num_devices * jax.process_count()):
     raise ValueError(f'batch_size {config.batch_size} does not split over the devices.')
   per_device = config.batch_size // (num_devices * jax.process_count())
-  g_state, d_state = gan_step.create_train_states(config, jax.random.PRNGKey(config.seed), shape)
-  state = list(jax_utils.replicate((g_state, d_state)))
-  key = jax_utils.replicate(jax.random.PRNGKey(config.seed + 1))
-  # A synthetic batch, laid out as the input pipeline's (one slice per device).
-  images = jax.random.uniform(jax.random.PRNGKey(1), (num_devices, per_device, *shape),
-                              minval=-1.0, maxval=1.0)
+  configs = [replicas.replica_config(config, i) for i in range(config.num_seeds)]
+  states = [gan_step.create_train_states(c, jax.random.PRNGKey(c.seed), shape) for c in configs]
+  keys = [jax.random.PRNGKey(c.seed + 1) for c in configs]
+  # A synthetic batch, laid out as the input pipeline's (one slice per device,
+  # [devices, K, per_device, ...] with replicas).
+  batch_shape = (num_devices, per_device, *shape)
+  if config.num_seeds > 1:
+    states, keys = [tuple(replicas.stack(parts) for parts in zip(*states))], [replicas.stack(keys)]
+    batch_shape = (num_devices, config.num_seeds, per_device, *shape)
+  state = list(jax_utils.replicate(tuple(states[0])))
+  key = jax_utils.replicate(keys[0])
+  images = jax.random.uniform(jax.random.PRNGKey(1), batch_shape, minval=-1.0, maxval=1.0)
   batch = {'image': jax.pmap(lambda x: x)(images)}  # Sharded over the devices once.
   return gan_step.make_p_train_step(config), state, batch, key
 
@@ -131,7 +138,8 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   # asking the compiled one would compile twice). Its count for dilated
   # convolutions (conv_impl 'xla', plain flax) differs from the useful work,
   # so compare GFLOP/s only between dilation-free impls.
-  gflop = _cost_gflop(p_train_step.lower(state[0], state[1], batch, key))
+  gflop = (_cost_gflop(p_train_step.lower(state[0], state[1], batch, key))
+           if hasattr(p_train_step, 'lower') else None)  # The host replica loop has no one HLO.
   last = {}
 
   def step():
@@ -147,8 +155,9 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   run(warmup)
   torch_step = _torch_step(config, warmup, torch_threads) if torch_reference else None
   jax_rates, torch_rates = [], []
+  images_per_step = config.batch_size * config.num_seeds  # Summed over replicas.
   for _ in range(repeats):
-    jax_rates.append(config.batch_size * steps / run(steps))
+    jax_rates.append(images_per_step * steps / run(steps))
     if torch_step is not None:
       torch_rates.append(config.batch_size * steps / _timed(torch_step, steps))
   result = _train_result(config, jax_rates, gflop, compile_s, steps, repeats)
@@ -163,6 +172,7 @@ def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
   num_devices = jax.local_device_count()
   result = {
       'mode': 'train',
+      'num_seeds': config.num_seeds,
       'arch': config.model.arch,
       'image_size': config.image_size,
       'batch_size': config.batch_size,
@@ -179,11 +189,24 @@ def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
       'repeats': repeats,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }
-  result['step_ms'] = round(1e3 * config.batch_size / result['images_per_sec'], 2)
+  images_per_step = config.batch_size * config.num_seeds
+  result['step_ms'] = round(1e3 * images_per_step / result['images_per_sec'], 2)
   if gflop is not None:
     result['achieved_gflop_per_sec'] = round(
-        result['gflop_per_step'] * result['images_per_sec'] / config.batch_size, 1)
+        result['gflop_per_step'] * result['images_per_sec'] / images_per_step, 1)
+    if jax.default_backend() == 'cpu':
+      result['cpu_ceiling_gflop_per_sec'] = round(matmul_ceiling_gflop(), 1)
+      result['share_of_ceiling'] = round(
+          result['achieved_gflop_per_sec'] / result['cpu_ceiling_gflop_per_sec'], 3)
   return result
+
+
+def matmul_ceiling_gflop(size=2048, repeats=5):
+  """The machine's float32 GEMM rate in this process: numpy (BLAS) size^3, best of repeats."""
+  a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
+  a @ a  # pylint: disable=pointless-statement  (warm-up: threads, pages)
+  best = min(_timed(lambda: a @ a, 1) for _ in range(repeats))
+  return 2 * size ** 3 / best / 1e9
 
 
 def _torch_result(config, jax_rates, torch_rates):

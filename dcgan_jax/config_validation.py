@@ -28,6 +28,7 @@ from dcgan_jax.evaluation import evaluator
 from dcgan_jax.models import layers
 from dcgan_jax.models import networks
 from dcgan_jax.training import divergence
+from dcgan_jax.training import gan_step
 from dcgan_jax.training import losses
 from dcgan_jax.training import replicas
 from dcgan_jax.training import stabilizers
@@ -167,6 +168,7 @@ def validate(config, num_devices=None):
 
 def _validate_replicas(c):
   num_seeds = c.integer('num_seeds', minimum=1)
+  c.choice('replica_loop', gan_step.REPLICA_LOOPS)
   sweep = c.get('sweep')
   if sweep is _MISSING or num_seeds is _MISSING:
     return

@@ -23,22 +23,32 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+import numpy as np
 
 from dcgan_jax import errors
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'Path to the run\'s config file (configs/*.py).',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'The run\'s folder (with checkpoints/).')
-flags.DEFINE_integer('num', 10_000, 'Number of images.')
-flags.DEFINE_string('out', None, 'A folder for numbered PNGs, or FILE.npz.')
-flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Which checkpoint to sample.')
-flags.DEFINE_integer('seed', 0, 'Seed of the latents: the same seed gives the same images.')
-flags.DEFINE_integer('replica', 0, 'Replica to sample when config.num_seeds > 1.')
-flags.DEFINE_integer('batch_size', 250, 'Images generated per device call.')
-flags.mark_flags_as_required(['config', 'workdir', 'out'])
+
+
+def define_flags():
+  """Defines the command's flags, only when it runs as a command.
+
+  The functions here are also a library, imported next to other entry points
+  (main, benchmark) that define --config of their own.
+  """
+  config_flags.DEFINE_config_file('config', None, "Path to the run's config file (configs/*.py).",
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, "The run's folder (with checkpoints/).")
+  flags.DEFINE_integer('num', 10_000, 'Number of images.')
+  flags.DEFINE_string('out', None, 'A folder for numbered PNGs, or FILE.npz.')
+  flags.DEFINE_enum('which', 'latest', ['latest', 'best'], 'Which checkpoint to sample.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the latents: the same seed gives the same images.')
+  flags.DEFINE_integer('replica', 0, 'Replica to sample when config.num_seeds > 1.')
+  flags.DEFINE_integer('batch_size', 250, 'Images generated per device call.')
+  flags.mark_flags_as_required(['config', 'workdir', 'out'])
+
 
 # z is drawn in chunks of this many from (seed, chunk index), whatever the batch size.
 LATENT_CHUNK = 1_000
@@ -86,7 +96,6 @@ def select_replica(variables, config, replica: int):
 def latents(config, seed: int, start: int, num: int):
   """z of images start .. start + num - 1 of `seed`: float32 [num, latent_dim]."""
   import jax  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from dcgan_jax.models import networks  # pylint: disable=g-import-not-at-top
   key = jax.random.fold_in(jax.random.PRNGKey(seed), 0x6E4E)
   first, last = start // LATENT_CHUNK, (start + num - 1) // LATENT_CHUNK
@@ -119,7 +128,6 @@ def load_generator(config, workdir: str, which: str = 'latest', replica: int = 0
 def generate_batches(generate, variables, config, num: int, seed: int = 0,
                      batch_size: int = 250):
   """Yields uint8 [b, H, W, C] batches of `num` images; every call has `batch_size` rows."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   from dcgan_jax.data import images as image_utils  # pylint: disable=g-import-not-at-top
   batch_size = min(batch_size, num)
   for start in range(0, num, batch_size):
@@ -128,6 +136,19 @@ def generate_batches(generate, variables, config, num: int, seed: int = 0,
     if count < batch_size:  # Padded: one compiled shape for every batch.
       z = np.concatenate([z, np.zeros((batch_size - count, z.shape[1]), z.dtype)])
     yield image_utils.to_uint8(np.asarray(generate(variables, z))[:count])
+
+
+def _validate(config):
+  """config_validation.validate, but sampling a folder run needs no images, only their channels."""
+  from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  data_dir = config.get('data_dir')
+  if config.get('dataset') == 'folder' and not (data_dir and os.path.isdir(data_dir)):
+    if config.get('num_channels') is None:
+      raise GenerateError(f'config.data_dir = {data_dir!r} is not here to tell the channels of '
+                          'the images; pass --config.num_channels=1 or 3 (as trained).')
+    config = config.copy_and_resolve_references()
+    config.data_dir = os.getcwd()  # Any folder: the images themselves are not read.
+  config_validation.validate(config, num_devices=1)
 
 
 def _hide_accelerators_from_tensorflow():
@@ -142,7 +163,6 @@ def _hide_accelerators_from_tensorflow():
 
 def write_npz(batches, num: int, path: str):
   """Writes the batches as one uint8 `images` [num, H, W, C] .npz (atomically)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   images = None
   start = 0
   for batch in batches:
@@ -179,8 +199,7 @@ def generate_to(config, workdir: str, num: int, out: str, which: str = 'latest',
   """Writes `num` images of a run's generator to `out` (a folder or FILE.npz); returns the step."""
   kind = check_flags(num, out, workdir, batch_size)  # Before the slow imports.
   import tqdm  # pylint: disable=g-import-not-at-top
-  from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
-  config_validation.validate(config, num_devices=1)
+  _validate(config)
   _hide_accelerators_from_tensorflow()
   generate, variables, step = load_generator(config, workdir, which, replica)
   batches = generate_batches(generate, variables, config, num, seed, batch_size)
@@ -207,4 +226,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -3,7 +3,7 @@
   python -m dcgan_jax.main --config=configs/quickstart.py --workdir=/tmp/quickstart
   python -m dcgan_jax.main --config=configs/cifar10.py --workdir=DIR --config.num_train_steps=100
 
-Several processes (docs/resilience.md): pass --coordinator_address,
+Several processes (README, "Many hosts"): pass --coordinator_address,
 --num_processes and --process_id to each, or nothing on a TPU VM / SLURM /
 Open MPI job, where JAX finds them itself.
 """
@@ -19,7 +19,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from dcgan_jax import errors
+from dcgan_jax import cli
 
 # TensorFlow serves only tf.data here; its C++ start-up chatter is noise.
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
@@ -99,14 +99,5 @@ def run(argv):
     train.evaluate_checkpoints(FLAGS.config, FLAGS.workdir)
 
 
-def main(argv):
-  try:
-    run(argv)
-  except errors.UserError as e:
-    # One line, no traceback: these say what to change, and a traceback would bury it.
-    print(f'Error: {errors.one_line(e)}', file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
-
-
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(run)

@@ -5,6 +5,9 @@ import copy
 from configs import default
 
 SCALES = ('cpu', 'full')
+# Seeds (replicas of one vmapped program, config.num_seeds) of every run: a
+# verdict needs at least 3 (experiments/README.md); `--seeds` changes it.
+SEEDS = 3
 # Offline data only at cpu scale: nothing may need a download on a laptop or CI.
 CPU_DATASET = 'offline_mnist'
 # Training images per epoch of the studies' datasets (TFDS train splits), to turn
@@ -64,7 +67,8 @@ def cpu_config(num_steps, image_size=28):
   config.model.latent_dim = 64
   config.model.g_features = 32
   config.model.d_features = 32
-  return set_budget(config, num_steps, num_evals=2)
+  config.num_seeds = SEEDS
+  return set_budget(config, num_steps, num_evals=6)
 
 
 def full_config(dataset, image_size, batch_size, num_steps):
@@ -78,6 +82,7 @@ def full_config(dataset, image_size, batch_size, num_steps):
   config.model.latent_dim = 100
   config.model.g_features = 64
   config.model.d_features = 64
+  config.num_seeds = SEEDS
   return set_budget(config, num_steps, num_evals=10, num_samples=20, num_logs=500)
 
 
@@ -99,3 +104,22 @@ def apply_overrides(config, overrides):
       raise KeyError(f'Override {path!r}: the config has no field {leaf!r}.')
     node[leaf] = value
   return config
+
+
+# The rule every verdict of the studies follows (experiments/README.md): two cells
+# differ when Welch's t-test over their seeds gives p < VERDICT_ALPHA.
+VERDICT_ALPHA = 0.05
+
+
+def welch_verdict(a, b, lower_is_better=True, alpha=VERDICT_ALPHA):
+  """('a' | 'b' | 'not resolved', p): which of two cells' per-seed values is better.
+
+  Welch's unequal-variance t-test (scipy) on the per-seed values; a difference
+  with p >= alpha is 'not resolved', whatever the means say.
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+  if not p < alpha:
+    return 'not resolved', p
+  a_better = (sum(a) / len(a) < sum(b) / len(b)) == lower_is_better
+  return ('a' if a_better else 'b'), p

@@ -40,6 +40,8 @@ flags.DEFINE_bool('dry_run', False, 'Build and check every config, print the pla
 flags.DEFINE_multi_string('override', [], 'key=value applied to every run after the grid, '
                           'e.g. --override=num_train_steps=10 --override=data_dir=/data/tfds.')
 flags.DEFINE_bool('keep_checkpoints', False, 'Keep checkpoints/ and best_checkpoint/ of finished runs.')
+flags.DEFINE_integer('seeds', None, 'Seeds (replicas, config.num_seeds) per run; default the '
+                     "scale's (common.SEEDS).")
 
 # Columns of results.csv after the run name and the switches that vary.
 METRIC_COLUMNS = ('dataset', 'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
@@ -153,14 +155,18 @@ def collect_metrics(workdir, info=None):
   Returns:
     {'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is',
      'best_fid', 'best_fid_step', 'wall_time_s', 'steps_per_s'}; absent values are None.
+
+    With replicas (config.num_seeds > 1) each metric is the mean over seeds,
+    `<metric>_ci95` the half-width of its 95% t interval and `<metric>_seeds`
+    the per-seed values.
   """
   from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
   info = info if info is not None else load_run_info(workdir)
   scalars = plots.read_scalars(workdir)
   summary = plots.summarize_scalars(scalars)
-  final = lambda tag: summary[tag]['final'] if tag in summary else None
-  row = {tag: final(tag) for tag in ('d_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
-                                     'kid', 'is')}
+  row = {}
+  for tag in ('d_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is'):
+    row.update(_over_seeds(tag, _seed_values(summary, tag)))
   row['steps'] = max((e['final_step'] for e in summary.values()), default=None)
   fid = summary.get('fid', {})
   row['best_fid'] = fid.get('best')
@@ -176,6 +182,26 @@ def collect_metrics(workdir, info=None):
   return row
 
 
+def _seed_values(summary, tag):
+  """The final value of `tag` per seed ([one] without replicas; [] if never logged)."""
+  per_seed = sorted((int(t.rsplit('_', 1)[1]), s['final']) for t, s in summary.items()
+                    if t.startswith(f'{tag}/replica_'))
+  if per_seed:
+    return [v for _, v in per_seed]
+  return [summary[tag]['final']] if tag in summary else []
+
+
+def _over_seeds(name, values):
+  """{name: mean, name_ci95: half-width, name_seeds: values} (just {name: v} for one seed)."""
+  from dcgan_jax.training import replicas  # pylint: disable=g-import-not-at-top
+  if not values:
+    return {name: None}
+  if len(values) == 1 or not all(isinstance(v, (int, float)) for v in values):
+    return {name: values[0]}
+  mean, half_width = replicas.mean_and_ci(values)
+  return {name: mean, f'{name}_ci95': half_width, f'{name}_seeds': list(values)}
+
+
 def _cell(value, precision=4):
   if value is None:
     return '-'
@@ -186,6 +212,14 @@ def _cell(value, precision=4):
   if isinstance(value, (tuple, list)):
     return '(' + ', '.join(str(v) for v in value) + ')'
   return str(value)
+
+
+def _md_cell(row, column):
+  """'mean ± ci95' where the row has an interval for the column, else the value."""
+  half_width = row.get(f'{column}_ci95')
+  if half_width is None:
+    return _cell(row.get(column))
+  return f'{_cell(row.get(column), 3)} ± {_cell(half_width, 2)}'
 
 
 def _csv_cell(value):
@@ -211,19 +245,22 @@ def write_results(outdir, rows, varied, extra_columns=(), title='', notes=()):
   """
   os.makedirs(outdir, exist_ok=True)
   columns = ['run', *varied, *METRIC_COLUMNS, *extra_columns]
+  # The CSV also holds each metric's interval and per-seed values (runs with seeds).
+  csv_columns = [c2 for c in columns for c2 in (c, f'{c}_ci95', f'{c}_seeds')
+                 if c2 == c or any(c2 in row for row in rows)]
   csv_path = os.path.join(outdir, 'results.csv')
   with open(csv_path, 'w', newline='') as f:
     writer = csv.writer(f)
-    writer.writerow(columns)
+    writer.writerow(csv_columns)
     for row in rows:
       # Full precision in the CSV; tuples (e.g. lr_decay_steps) as '(a, b)'.
-      writer.writerow([_csv_cell(row.get(c)) for c in columns])
+      writer.writerow([_csv_cell(row.get(c)) for c in csv_columns])
   md_path = os.path.join(outdir, 'results.md')
   lines = [f'# {title}' if title else '# Results', '']
   lines += [n + '\n' for n in notes]
   lines += ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
   for row in rows:
-    lines.append('| ' + ' | '.join(_cell(row.get(c)) for c in columns) + ' |')
+    lines.append('| ' + ' | '.join(_md_cell(row, c) for c in columns) + ' |')
   lines.append('')
   with open(md_path, 'w') as f:
     f.write('\n'.join(lines))
@@ -236,12 +273,39 @@ def write_results(outdir, rows, varied, extra_columns=(), title='', notes=()):
 
 
 def analyse_run(name, config, workdir, figdir, analyses, scale):
-  """The per-run report and the study's analyses; returns their numbers."""
+  """The per-run report and the study's analyses; returns their numbers.
+
+  With seeds (config.num_seeds > 1) every seed is analysed on its own (its
+  single-seed config and slice of the stacked variables; figures of seed 0
+  only) and each number is reported as mean, 95% interval and per-seed values.
+  """
   from dcgan_jax.analysis import commands  # pylint: disable=g-import-not-at-top
   from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
   from dcgan_jax.analysis import report  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import replicas  # pylint: disable=g-import-not-at-top
   generator, g_variables, discriminator, d_variables, _ = commands.restore_models(
       config, workdir)
+  if config.num_seeds == 1:
+    results = _analyse_seed(name, config, generator, g_variables, discriminator, d_variables,
+                            figdir, analyses, scale)
+  else:
+    per_seed = [_analyse_seed(name if i == 0 else f'{name}_seed{i}', replicas.replica_config(
+        config, i), generator, replicas.take(g_variables, i), discriminator,
+                              replicas.take(d_variables, i), figdir, analyses, scale)
+                for i in range(config.num_seeds)]
+    results = {}
+    for key in per_seed[0]:
+      results.update(_over_seeds(key, [r[key] for r in per_seed]))
+    g_variables = replicas.take(g_variables, 0)
+    config = replicas.replica_config(config, 0)
+  report.write_report(workdir, config, latent.make_generate_fn(generator, g_variables),
+                      metrics=results, title=f'Run report: {name}')
+  return results
+
+
+def _analyse_seed(name, config, generator, g_variables, discriminator, d_variables, figdir,
+                  analyses, scale):
+  from dcgan_jax.analysis import latent  # pylint: disable=g-import-not-at-top
   generate_fn = latent.make_generate_fn(generator, g_variables)
   results = {}
   if 'latent' in analyses:
@@ -251,8 +315,6 @@ def analyse_run(name, config, workdir, figdir, analyses, scale):
   if 'cluster' in analyses:
     results.update(cluster(name, config, generator, g_variables, discriminator, d_variables,
                            figdir))
-  report.write_report(workdir, config, generate_fn, metrics=results,
-                      title=f'Run report: {name}')
   return results
 
 
@@ -446,10 +508,11 @@ def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   # run adds to what an interrupted one recorded.
   info['wall_time_s'] = info.get('wall_time_s', 0.0) + time.time() - start
   save_run_info(workdir, info)
-  if int(g_state.step) < config.num_train_steps:
+  step = int(np.min(g_state.step))  # The same for every seed of the run.
+  if step < config.num_train_steps:
     # SIGTERM/SIGINT stopped training with a checkpoint: not finished, and the
     # study stops here too; the same command resumes it.
-    raise StoppedEarly(f'{name} stopped at step {int(g_state.step)} of '
+    raise StoppedEarly(f'{name} stopped at step {step} of '
                        f'{config.num_train_steps}; run the command again to resume.')
   start = time.time()
   info['analysis'] = analyse_run(name, config, workdir, figdir, analyses, scale)
@@ -550,8 +613,11 @@ def main(argv):
     tf.config.experimental.set_visible_devices([], 'GPU')
     tf.config.experimental.set_visible_devices([], 'TPU')
   try:
+    overrides = parse_overrides(FLAGS.override)
+    if FLAGS.seeds is not None:
+      overrides['num_seeds'] = FLAGS.seeds
     run_study(FLAGS.study, FLAGS.scale, FLAGS.outdir or '', FLAGS.only, FLAGS.dry_run,
-              parse_overrides(FLAGS.override), FLAGS.keep_checkpoints)
+              overrides, FLAGS.keep_checkpoints)
   except StoppedEarly as e:
     logging.warning('%s', e)
     sys.exit(1)

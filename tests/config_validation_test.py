@@ -119,12 +119,14 @@ def test_messages_list_the_allowed_values():
 
 
 @pytest.mark.parametrize('path', sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py'))))
-def test_every_shipped_config_validates(path):
+def test_every_shipped_config_validates(path, tmp_path):
   name = os.path.splitext(os.path.basename(path))[0]
   if name == '__init__':
     return
-  module = importlib.import_module(f'configs.{name}')
-  config_validation.validate(module.get_config(), num_devices=NUM_DEVICES)
+  config = importlib.import_module(f'configs.{name}').get_config()
+  if config.dataset == 'folder':  # Needs a folder of images (--config.data_dir=PATH).
+    config.data_dir = str(tmp_path)
+  config_validation.validate(config, num_devices=NUM_DEVICES)
 
 
 def test_good_variants_validate():
@@ -192,11 +194,14 @@ def test_cli_rejects_a_bad_config_at_once(tmp_path):
     ('dataset', datasets.DATASETS), ('loss.type', losses.LOSSES),
     ('model.arch', networks.ARCHS), ('model.latent_dist', networks.LATENT_DISTS),
     ('eval_feature_extractor', evaluator.EXTRACTORS), ('divergence', divergence.POLICIES)])
-def test_allowed_values_are_read_from_their_registries(path, registry):
+def test_allowed_values_are_read_from_their_registries(path, registry, tmp_path):
   """Validation has no list of its own: every registry entry passes, the error names them all."""
   for name in registry:
     if path == 'model.arch' and name == 'standard_cnn':
       config_validation.validate(config_with(**{path: name, 'image_size': 32}), NUM_DEVICES)
+    elif path == 'dataset' and name == 'folder':  # Needs a folder of images.
+      config_validation.validate(config_with(**{path: name, 'data_dir': str(tmp_path)}),
+                                 NUM_DEVICES)
     else:
       config_validation.validate(config_with(**{path: name}), NUM_DEVICES)
   with pytest.raises(ConfigError) as e:

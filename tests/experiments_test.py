@@ -151,3 +151,13 @@ def test_end_to_end_smallest_cpu_run(tmp_path, tfds_data_dir):
   again = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
                         overrides=overrides)
   assert again[0]['wall_time_s'] == info['wall_time_s']
+
+
+def test_welch_verdict_follows_scipy_and_the_stated_rule():
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  low, high = [10.0, 11.0, 12.0], [20.0, 21.5, 19.0]
+  assert common.welch_verdict(low, high) == ('a', pytest.approx(
+      stats.ttest_ind(low, high, equal_var=False).pvalue))
+  assert common.welch_verdict(low, high, lower_is_better=False)[0] == 'b'
+  # Means apart but within the noise of three seeds: no verdict.
+  assert common.welch_verdict([10.0, 30.0, 20.0], [22.0, 12.0, 32.0])[0] == 'not resolved'

@@ -94,3 +94,14 @@ def test_bad_flags_are_one_line_errors(flags, fragment, tmp_path):
   errors = [line for line in result.stderr.splitlines() if line.startswith('Error:')]
   assert len(errors) == 1 and fragment in errors[0], result.stderr[-2000:]
   assert 'Traceback' not in result.stderr
+
+
+def test_sampling_a_folder_run_needs_its_channels_not_its_images(tmp_path):
+  from configs import folder as folder_config  # pylint: disable=g-import-not-at-top
+  config = folder_config.get_config()
+  config.data_dir = str(tmp_path / 'gone')
+  with pytest.raises(generate.GenerateError, match='--config.num_channels'):
+    generate._validate(config)  # pylint: disable=protected-access
+  config.num_channels = 3
+  generate._validate(config)  # pylint: disable=protected-access
+  assert config.data_dir == str(tmp_path / 'gone')  # Checked on a copy.

@@ -71,3 +71,31 @@ def test_training_evaluates_and_keeps_the_best_checkpoint(config, tmp_path):
   assert results['latest']['step'] == 4 and results['best']['step'] == best_step
   assert results['best']['fid'] == pytest.approx(min(fids), rel=1e-4)
   assert results['latest']['fid'] == pytest.approx(fids[-1], rel=1e-4)
+
+
+BAD_COMMAND_LINES = [
+    # (flags after --workdir, what the one line must say)
+    (['--config=configs/test.py', '--config.nonexistent=1'], '--config.nonexistent: the config has no such field'),
+    (['--config=configs/does_not_exist.py'], "cannot read the config file 'configs/does_not_exist.py'"),
+    (['--config={syntax_error}'], 'has a syntax error at line 1'),
+    (['--config={no_get_config}'], 'defines no get_config()'),
+    (['--config=configs/test.py', '--config.seed=-1'], 'config.seed = -1: must be an integer >= 0'),
+    (['--config=configs/test.py', '--config.seed=4294967296'], 'must be an integer in [0, 2**32)'),
+    (['--config=configs/test.py', '--config.seed=abc'], '--config.seed=abc'),
+    (['--config=configs/test.py', '--config.num_seeds=2', '--config.sweep=model.latent_dim=8,16'],
+     "'model.latent_dim' cannot be swept"),
+]
+
+
+@pytest.mark.parametrize('flags, expected', BAD_COMMAND_LINES)
+def test_bad_command_lines_are_one_line_errors(tmp_path, flags, expected):
+  (tmp_path / 'syntax_error.py').write_text('def get_config(:\n')
+  (tmp_path / 'no_get_config.py').write_text('x = 1\n')
+  flags = [f.format(syntax_error=tmp_path / 'syntax_error.py',
+                    no_get_config=tmp_path / 'no_get_config.py') for f in flags]
+  result = subprocess.run([sys.executable, '-m', 'dcgan_jax.main', f'--workdir={tmp_path}/w',
+                           *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-2000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith('Error: ')]
+  assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr

@@ -219,7 +219,8 @@ def _detect_channels(listing: Listing) -> int:
   key = (listing.folder, listing.content_hash)
   if key in _channels_memo:
     return _channels_memo[key]
-  path = os.path.join(cache_dir(listing.folder), f'channels-{listing.content_hash[:24]}.json')
+  name = hashlib.sha256(f'{listing.folder}\n{listing.content_hash}'.encode()).hexdigest()[:24]
+  path = os.path.join(cache_dir(listing.folder), f'channels-{name}.json')
   if os.path.exists(path):
     with open(path) as f:
       channels = int(json.load(f)['channels'])
@@ -241,7 +242,12 @@ def num_channels(config) -> int:
 
 
 def _num_threads():
-  return min(16, (os.cpu_count() or 1) + 1)
+  """Decoding threads: PIL releases the GIL while it decodes and resizes."""
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    cores = os.cpu_count() or 1
+  return min(16, cores + 1)
 
 
 def _write_json_quietly(path, value):
@@ -298,8 +304,9 @@ def _check_usable(listing: Listing, num_images: int, skipped):
                       '--config.data_dir to another folder.')
   if num_bad > MAX_BAD_FRACTION * num_files:
     raise FolderError(f'{num_bad} of {num_files} image files under {listing.folder} are '
-                      f'unreadable, truncated or empty (more than {MAX_BAD_FRACTION:.0%}: {names}); '
-                      'repair or remove them, or set --config.data_dir to another folder.')
+                      f'unreadable, truncated or empty (more than {MAX_BAD_FRACTION:.0%}: '
+                      f'{names}); repair or remove them, or set --config.data_dir to another '
+                      'folder.')
 
 
 def _decode_all(listing: Listing, image_size: int, channels: int, out):
@@ -370,7 +377,8 @@ def prepare(listing: Listing, image_size: int, channels: int):
   """
   if not listing.files:
     raise FolderError(f'No image files under {listing.folder} (looked recursively for '
-                      f'{", ".join(IMAGE_EXTENSIONS)}); set --config.data_dir to a folder of images.')
+                      f'{", ".join(IMAGE_EXTENSIONS)}); set --config.data_dir to a folder of '
+                      'images.')
   data_path, meta_path = _cache_paths(listing, image_size, channels)
   meta = _read_meta(data_path, meta_path)
   if meta is None:

@@ -265,14 +265,46 @@ def train_step(g_state, d_state, batch, key, *, config, axis_name='batch'):
 def make_p_train_step(config):
   """The pmapped train step: p_train_step(g_state, d_state, batch, key), states donated.
 
-  With config.num_seeds = K > 1 the step is vmapped over a leading replica axis
-  of the states, the batch ([K, B, H, W, C] per device) and the key ([K, 2]);
-  its collectives still average over devices only, never across replicas.
+  With config.num_seeds = K > 1 the step runs over a leading replica axis of
+  the states, the batch ([K, B, H, W, C] per device) and the key ([K, 2]), as
+  `replica_loop(config)` says: 'vmap' (one batched program; what GPUs and TPUs
+  want) or 'host' (the one compiled single-replica step called K times on the
+  replicas' slices: on XLA:CPU a vmapped conv with per-replica kernels becomes
+  a grouped conv, which runs about twice slower than K plain ones, and
+  `lax.map` over replicas slower still; measured in the note of the change).
+  Either way the collectives average over devices only, never across replicas.
   """
   step = functools.partial(train_step, config=config)
-  if config.num_seeds > 1:
-    step = jax.vmap(step)
-  return jax.pmap(step, axis_name='batch', donate_argnums=(0, 1))
+  if config.num_seeds == 1:
+    return jax.pmap(step, axis_name='batch', donate_argnums=(0, 1))
+  if replica_loop(config) == 'vmap':
+    return jax.pmap(jax.vmap(step), axis_name='batch', donate_argnums=(0, 1))
+  return _host_replica_loop(jax.pmap(step, axis_name='batch', donate_argnums=(0, 1)),
+                            config.num_seeds)
+
+
+def _host_replica_loop(p_step, num_replicas):
+  """p_step over the replica axis (axis 1, after the devices) as K calls of one program."""
+  take = jax.pmap(lambda tree: [jax.tree.map(lambda x, i=i: x[i], tree)
+                                for i in range(num_replicas)])
+  stack = jax.pmap(lambda trees: jax.tree.map(lambda *xs: jnp.stack(xs), *trees))
+
+  def p_replicas_step(g_state, d_state, batch, key):
+    outputs = [p_step(*args) for args in take((g_state, d_state, batch, key))]
+    return tuple(stack(list(parts)) for parts in zip(*outputs))
+
+  return p_replicas_step
+
+
+REPLICA_LOOPS = ('auto', 'vmap', 'host')  # config.replica_loop
+
+
+def replica_loop(config, backend=None):
+  """'vmap' or 'host' for config.replica_loop; 'auto' is 'host' on CPU, 'vmap' elsewhere."""
+  loop = config.replica_loop
+  if loop != 'auto':
+    return loop
+  return 'host' if (backend or jax.default_backend()) == 'cpu' else 'vmap'
 
 
 def generator_variables(g_state, use_ema=True):

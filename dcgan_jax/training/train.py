@@ -24,6 +24,7 @@ from dcgan_jax.training import checkpoints
 from dcgan_jax.training import divergence
 from dcgan_jax.training import gan_step
 from dcgan_jax.data import datasets
+from dcgan_jax.data import folder
 from dcgan_jax.data import images as image_utils
 from dcgan_jax.data import input_pipeline
 from dcgan_jax.training import preemption
@@ -91,7 +92,10 @@ def reference_stats(evaluator, config):
   """Statistics of the first eval_num_samples training images (cached on disk)."""
   spec = datasets.get_spec(config.dataset)
   num = config.eval_num_samples
-  key = f'{spec.tfds_name}/{spec.train_split}/{config.image_size}px'
+  if spec.source == 'folder':  # The folder's path and content hash: never another's.
+    key = folder.reference_key(config)
+  else:
+    key = f'{spec.tfds_name}/{spec.train_split}/{config.image_size}px'
   return evaluator.reference_stats(key, lambda: input_pipeline.eval_images(config, num), num)
 
 
@@ -148,7 +152,10 @@ def evaluate_checkpoints(config, workdir):
     if step is None:
       logging.info('No %s checkpoint in %s.', which, manager.directory)
       continue
-    scores = evaluate(config, g, evaluator, reference)
+    # When best and latest are one step, it is one checkpoint: score it once.
+    same = [r for r in results.values() if r['step'] == int(step)]
+    scores = ({k: v for k, v in same[0].items() if k != 'step'} if same
+              else evaluate(config, g, evaluator, reference))
     logging.info('%s checkpoint (step %d): %s', which, step,
                  ', '.join(f'{k}={v:.4g}' for k, v in scores.items()))
     writer.write_scalars(step, {f'{which}_{k}': v for k, v in scores.items()})

@@ -128,6 +128,9 @@ def test_only_the_central_square_is_kept_and_transparency_is_white(tmp_path):
   assert np.all(folder.decode(str(tmp_path / 'wide.png'), 16, 3) == (0, 200, 0))
   assert np.all(folder.decode(str(tmp_path / 'tall.png'), 16, 1) == 77)
   assert np.all(folder.decode(str(tmp_path / 'clear.png'), 16, 3) == 255)
+  frames = [Image.new('RGB', (20, 20), colour) for colour in ((0, 0, 255), (255, 0, 0))]
+  frames[0].save(tmp_path / 'animated.gif', save_all=True, append_images=frames[1:])
+  assert np.all(folder.decode(str(tmp_path / 'animated.gif'), 16, 3) == (0, 0, 255))  # Frame 0.
   # Gray from RGB is ITU-R 601 luma, as PIL computes it.
   luma = round(0.587 * 200)
   assert np.all(np.abs(folder.decode(str(tmp_path / 'wide.png'), 16, 1).astype(int) - luma) <= 1)
@@ -262,7 +265,7 @@ def test_export_writes_an_npz_the_fid_tool_reads(folder_config, tmp_path):
   assert folder.main([str(tmp_path / 'nothing'), out]) == 2
 
 
-# --- Order, resume, processes and training ---------------------------------------------------------
+# --- Order, resume, processes and training ------------------------------------------------------
 
 
 def take(ds, n):

@@ -143,3 +143,42 @@ def test_unknown_names_are_rejected():
     networks.create_models(make_config('resnet', 32), 3)
   with pytest.raises(ValueError, match='activation'):
     init(make_config('dcgan', 32, g_activation='gelu'), 3)
+
+
+def _dcgan_counts(image_size, latent_dim, f, channels):
+  """DCGAN parameter counts by the paper's rule: 4x4 base, one 4x4 stride-2 layer per doubling.
+
+  G: z -> dense to 4x4 x f*2^(n-1) (+ batch norm), n - 1 transposed convs halving
+  the width (+ batch norm), one to the image; D mirrors it (no norm on its
+  first layer) and ends in a dense logit. No biases before batch norm.
+  """
+  n = int(np.log2(image_size // 4))
+  widths = [f * 2 ** i for i in range(n)]  # f, 2f, ..., f 2^(n-1)
+  g = latent_dim * 16 * widths[-1] + 2 * widths[-1]
+  for wide, narrow in zip(widths[:0:-1], widths[-2::-1]):
+    g += conv(4, wide, narrow, False) + 2 * narrow
+  g += conv(4, f, channels, False)
+  d = conv(4, channels, f, False)
+  for narrow, wide in zip(widths, widths[1:]):
+    d += conv(4, narrow, wide, False) + 2 * wide
+  d += 16 * widths[-1]
+  return g, d
+
+
+@pytest.mark.parametrize('image_size, g_count, d_count', [
+    (16, 339_328, 136_448),  # Pinned: 2 levels.
+    (64, 3_576_704, 2_765_568),  # The PyTorch DCGAN example (nz 100, ngf = ndf = 64).
+    (128, 12_786_560, 11_164_416),  # Pinned: 5 levels, 1024 channels at 4x4.
+    (256, 47_983_488, 44_739_328),  # Pinned: 6 levels, 2048 channels at 4x4.
+])
+def test_dcgan_at_any_power_of_two_side(image_size, g_count, d_count):
+  g_vars, d_vars, images, logits = init(make_config('dcgan', image_size), 3)
+  assert images.shape == (3, image_size, image_size, 3) and logits.shape == (3,)
+  assert (count(g_vars['params']), count(d_vars['params'])) == (g_count, d_count)
+  assert (g_count, d_count) == _dcgan_counts(image_size, 100, 64, 3)
+
+
+def test_other_sides_are_rejected_with_the_allowed_list():
+  from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
+  with pytest.raises(config_validation.ConfigError, match='16, 28, 32, 64, 128, 256'):
+    config_validation.validate(make_config('dcgan', 48), num_devices=1)

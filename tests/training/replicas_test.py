@@ -14,11 +14,12 @@ from dcgan_jax.training import replicas
 from dcgan_jax.training import train
 from tests import support
 
-# Replica i and the single run compute the same arithmetic, but under vmap XLA
+# Replica i and the single run compute the same arithmetic. The host loop runs
+# the single run's own compiled step, so it is bitwise equal; under vmap XLA
 # batches the convolutions and reductions of the K replicas together, which
 # may change the order of float32 sums: equal to float32 rounding (about
 # 1e-8 absolute after a few steps here), not bitwise.
-ATOL = 1e-6
+ATOL = {'host': 0.0, 'vmap': 1e-6}
 
 
 def _leaves(g_state, d_state):
@@ -27,20 +28,22 @@ def _leaves(g_state, d_state):
                           d_state.opt_state))
 
 
-def _assert_replica_equals_single(stacked, index, single):
+def _assert_replica_equals_single(stacked, index, single, atol):
   for replica_leaf, single_leaf in zip(_leaves(*stacked), _leaves(*single), strict=True):
     np.testing.assert_allclose(np.asarray(replica_leaf)[index], np.asarray(single_leaf),
-                               rtol=0, atol=ATOL)
+                               rtol=0, atol=atol)
 
 
-def test_k3_replicas_equal_single_runs_and_resume_exactly(config, tmp_path):
+@pytest.mark.parametrize('replica_loop', ['host', 'vmap'])
+def test_k3_replicas_equal_single_runs_and_resume_exactly(config, tmp_path, replica_loop):
   config.num_seeds = 3
+  config.replica_loop = replica_loop
   config.num_train_steps = 4
   config.checkpoint_every_steps = 2
   unbroken = train.train_and_evaluate(config, str(tmp_path / 'k3'))
   for i in range(3):
     single = train.train_and_evaluate(replicas.replica_config(config, i), str(tmp_path / f's{i}'))
-    _assert_replica_equals_single(unbroken, i, single)
+    _assert_replica_equals_single(unbroken, i, single, ATOL[replica_loop])
   # Replicas differ from each other (their own seeds).
   params = jax.tree.leaves(unbroken[0].params)[0]
   assert not np.allclose(params[0], params[1])
@@ -66,7 +69,8 @@ def test_a_sweep_replica_equals_the_single_run_with_its_values(config, tmp_path)
   single = replicas.replica_config(config, 1)
   assert (single.seed, single.optim.g_lr, single.optim.d_b1, single.ema_decay,
           single.instance_noise) == (config.seed + 1, 3e-4, 0.3, 0.99, 0.05)
-  _assert_replica_equals_single(stacked, 1, train.train_and_evaluate(single, str(tmp_path / 's')))
+  _assert_replica_equals_single(stacked, 1, train.train_and_evaluate(single, str(tmp_path / 's')),
+                                ATOL['host'])
   # The swept values are state: one per replica.
   np.testing.assert_allclose(stacked[0].hparams['ema_decay'], [0.9, 0.99])
   np.testing.assert_allclose(stacked[0].opt_state.hyperparams['learning_rate'], [1e-4, 3e-4])
@@ -78,6 +82,15 @@ def test_a_sweep_replica_equals_the_single_run_with_its_values(config, tmp_path)
     ('optim.g_lr=1e-4,x', 'not a list of numbers'),
     ('ema_decay=0.9,0.99', 'base config.ema_decay > 0'),
 ])
+@pytest.mark.parametrize('backend, expected', [('cpu', 'host'), ('gpu', 'vmap'), ('tpu', 'vmap')])
+def test_auto_replica_loop_follows_the_backend(config, backend, expected):
+  from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
+  config.replica_loop = 'auto'
+  assert gan_step.replica_loop(config, backend) == expected
+  config.replica_loop = 'vmap'
+  assert gan_step.replica_loop(config, 'cpu') == 'vmap'
+
+
 def test_bad_sweeps_are_one_line_config_errors(config, sweep, message):
   from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
   config.num_seeds = 2

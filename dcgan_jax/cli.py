@@ -1,0 +1,78 @@
+"""What every command line of dcgan_jax shares: flag parsing and errors as one line.
+
+`run(main)` is `absl.app.run` whose flag parsing turns a bad `--config` file
+or override into one line (exit 2) instead of a traceback, and whose `main`
+prints `errors.UserError`s the same way (exit 2 for bad input, 1 for a failed
+environment). Anything else is a bug and keeps its traceback.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from dcgan_jax import errors
+
+
+def _config_flag_message(error, argv):
+  """The one-line message for an error raised while parsing --config and its overrides."""
+  path = _config_path(argv)
+  if isinstance(error, SyntaxError):
+    return (f'--config: the config file {path} has a syntax error at line {error.lineno}: '
+            f'{error.msg}.')
+  if isinstance(error, OSError):
+    return (f'--config: cannot read the config file {path!r} (no such file, or not readable); '
+            'pass the path of a config file such as configs/quickstart.py.')
+  text = errors.one_line(error).strip('"\'')
+  if 'get_config' in text:
+    return f'--config: {path} defines no get_config() returning the config.'
+  overrides = [a.split('=', 1)[0] for a in argv if a.startswith('--config.')]
+  field = next((o for o in overrides if o.rsplit('.', 1)[-1] in text), None)
+  if field:
+    return (f'{field}: the config has no such field, or the value does not fit its type '
+            f'({text}); configs/default.py lists every field with its type.')
+  return f'--config: {text}'
+
+
+def _config_path(argv):
+  """The config file the flag names (argv may spell it '--config=PATH' or '--config PATH')."""
+  try:
+    return flags.FLAGS['config'].config_filename
+  except Exception:  # pylint: disable=broad-except  (not parsed: read it from argv)
+    for i, arg in enumerate(argv):
+      if arg.startswith('--config='):
+        return arg.partition('=')[2]
+      if arg == '--config' and i + 1 < len(argv):
+        return argv[i + 1]
+    return '(none)'
+
+
+def parse_flags(argv):
+  """absl's flag parsing; errors in flags or config files exit 2 with one line."""
+  try:
+    argv = flags.FLAGS(argv)
+    if 'config' in flags.FLAGS:
+      list(flags.FLAGS['config'].value.keys())  # Loads the config file now, not lazily.
+    return argv
+  except flags.Error as e:
+    _exit(f'{errors.one_line(e)} (see --help)', 2)
+  except (OSError, SyntaxError, AttributeError, KeyError, TypeError, ValueError) as e:
+    _exit(_config_flag_message(e, argv), 2)
+
+
+def _exit(message, code):
+  print(f'Error: {message}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def run(main):
+  """app.run(main) with one-line errors for bad flags, configs and `errors.UserError`s."""
+
+  def main_with_errors(argv):
+    try:
+      return main(argv)
+    except errors.UserError as e:
+      # One line, no traceback: these say what to change, and a traceback would bury it.
+      _exit(errors.one_line(e), e.exit_code)
+
+  app.run(main_with_errors, flags_parser=parse_flags)
