@@ -257,15 +257,7 @@ def benchmark_folder_input(config, steps, repeats, warmup):
   try:
     it, epoch_images, first_batch_s, first_epoch_s = _folder_first_epoch(
         config, input_pipeline, folder)
-    for _ in range(warmup):
-      next(it)
-    rates = []
-    for _ in range(repeats):
-      t = time.perf_counter()
-      for _ in range(steps):
-        b = next(it)
-      jax.block_until_ready(b)
-      rates.append(config.batch_size * steps / (time.perf_counter() - t))
+    rates = _batch_rates(it, config.batch_size, steps, repeats, warmup)
     t = time.perf_counter()
     jax.block_until_ready(next(input_pipeline.create_train_iter(config, 0)))
     cached_start_s = time.perf_counter() - t
@@ -287,6 +279,21 @@ def benchmark_folder_input(config, steps, repeats, warmup):
   return result
 
 
+def _batch_rates(it, batch_size, steps, repeats, warmup):
+  """Images/s of `repeats` timings of `steps` batches of an input iterator, after `warmup`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  for _ in range(warmup):
+    next(it)
+  rates = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    for _ in range(steps):
+      batch = next(it)
+    jax.block_until_ready(batch)
+    rates.append(batch_size * steps / (time.perf_counter() - t))
+  return rates
+
+
 def benchmark_input(config, steps, repeats, warmup):
   """Times the input pipeline alone (batches already on the device).
 
@@ -304,15 +311,7 @@ def benchmark_input(config, steps, repeats, warmup):
   it = input_pipeline.create_train_iter(config, 0)
   jax.block_until_ready(next(it))
   first_s = time.perf_counter() - t0
-  for _ in range(warmup):
-    next(it)
-  rates = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    for _ in range(steps):
-      b = next(it)
-    jax.block_until_ready(b)
-    rates.append(config.batch_size * steps / (time.perf_counter() - t))
+  rates = _batch_rates(it, config.batch_size, steps, repeats, warmup)
   result = {'mode': 'input', 'dataset': config.dataset, 'image_size': config.image_size,
             'batch_size': config.batch_size, **_summary(rates), 'first_batch_s': round(first_s, 2),
             'steps': steps, 'repeats': repeats}

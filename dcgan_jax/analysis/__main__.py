@@ -66,7 +66,8 @@ def main(argv):
   if config is None and what != 'plots':
     raise app.UsageError(f'--what={what} restores the models: pass the run\'s --config.')
   outdir = FLAGS.outdir or os.path.join(workdir, 'analysis')
-  os.makedirs(outdir, exist_ok=True)
+  if what != 'report':  # The report has its own folder, WORKDIR/report.
+    os.makedirs(outdir, exist_ok=True)
   layers = [int(i) for i in FLAGS.layers] if FLAGS.layers else None
   svm_c = [float(c) for c in FLAGS.svm_c]
   common = dict(config=config, workdir=workdir, outdir=outdir, which=FLAGS.checkpoint)

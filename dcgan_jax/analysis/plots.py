@@ -20,8 +20,12 @@ LOSS_TAGS = ('d_loss', 'g_loss')
 D_PROB_TAGS = ('d_real', 'd_fake')
 D_ACC_TAGS = ('d_acc_real', 'd_acc_fake')
 QUALITY_TAGS = ('fid', 'kid', 'is')
-TITLES = {'fid': 'FID (lower is better)', 'kid': 'KID (lower is better)',
-          'is': 'Inception score (higher is better)'}
+# The run's feature extractor decides the space: Inception, or the digit
+# classifier (eval_feature_extractor='digits'), whose numbers compare only
+# with each other.
+TITLES = {'fid': 'FID, in the extractor\'s feature space (lower is better)',
+          'kid': 'KID, in the extractor\'s feature space (lower is better)',
+          'is': 'IS, Inception or digit-classifier logits (higher is better)'}
 
 
 def _event_dirs(workdir, recursive):
@@ -202,11 +206,15 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
     smoothing: EMA weight for noisy scalars like losses.
     logy: log-scale y axes (FID spans 10..300 across the studies' runs).
 
+  Runs of several seeds (config.num_seeds) log `<tag>/ci95`: their mean is
+  drawn with a band of its 95% interval over the seeds.
+
   Returns:
     The path.
   """
   runs = _as_runs(runs)
-  data = {label: read_scalars(workdir, tags) for label, workdir in runs.items()}
+  band_tags = tuple(f'{tag}/ci95' for tag in tags)
+  data = {label: read_scalars(workdir, tags + band_tags) for label, workdir in runs.items()}
   ncols = min(len(tags), 3)
   nrows = math.ceil(len(tags) / ncols)
   fig, axes = plt.subplots(nrows, ncols, figsize=(6 * ncols, 4 * nrows), squeeze=False)
@@ -214,8 +222,14 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
     for label, scalars in data.items():
       if tag in scalars:
         steps, values = scalars[tag]
-        ax.plot(steps, smooth(values, smoothing), label=label, lw=1.2,
-                marker='o' if len(steps) < 30 else None, ms=3)
+        mean = np.asarray(smooth(values, smoothing))
+        line, = ax.plot(steps, mean, label=label, lw=1.2,
+                        marker='o' if len(steps) < 30 else None, ms=3)
+        band = scalars.get(f'{tag}/ci95')
+        if band is not None and len(band[1]) == len(values):
+          half = np.asarray(smooth(band[1], smoothing))
+          ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2,
+                          lw=0)
     ax.set_title(TITLES.get(tag, tag))
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)

@@ -29,6 +29,7 @@ from dcgan_jax.data import images as image_utils
 from dcgan_jax.data import input_pipeline
 from dcgan_jax.training import preemption
 from dcgan_jax.training import replicas
+from dcgan_jax.training import workdir as workdir_lib
 
 
 def fixed_latents(config):
@@ -140,6 +141,7 @@ def evaluate_checkpoints(config, workdir):
   Returns:
     {'latest': {'step': s, 'fid': ...}, 'best': {...}} for the checkpoints present.
   """
+  workdir_lib.check_same_model(config, workdir)
   evaluator = make_evaluator(config)
   reference = reference_stats(evaluator, config)
   writer = metric_writers.create_default_writer(
@@ -179,7 +181,7 @@ def write_samples(writer, workdir, step, generate, g_state, z):
   else:
     per_replica = [np.asarray(generate(replicas.take(variables, i), z[i])) for i in range(len(z))]
     row = math.isqrt(z.shape[1])
-    grid = image_utils.make_grid(np.concatenate([images[:row] for images in per_replica]))
+    grid = image_utils.make_grid(np.concatenate([images[:row] for images in per_replica]), row)
     grids = {'samples': grid, **{f'samples/replica_{i}': image_utils.make_grid(images)
                                  for i, images in enumerate(per_replica)}}
   if jax.process_index() == 0:
@@ -325,14 +327,25 @@ def train_and_evaluate(config, workdir):
   (`preemption`); non-finite losses or parameters stop it or roll it back
   (`divergence`, config.divergence); a non-finite state is never saved.
 
+  One run at a time holds the workdir (`workdir.lock`), and a resume with a
+  config of another model stops with the fields that differ.
+
   Returns:
     The final (g_state, d_state), unreplicated; their step is lower than
     config.num_train_steps when a signal stopped the run.
   """
+  with workdir_lib.lock(workdir):
+    workdir_lib.check_same_model(config, workdir)
+    return _train(config, workdir)
+
+
+def _train(config, workdir):
+  """train_and_evaluate, with the workdir held."""
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   manager = checkpoints.create_manager(workdir, 'latest', config)
   loop = _loop_state(manager, config)
+  workdir_lib.save_config(config, workdir)
   if loop.step:
     logging.info('Resumed from the checkpoint of step %d in %s.', loop.step, manager.directory)
   else:
