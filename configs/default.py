@@ -47,6 +47,8 @@ def get_config():
   config.eval_every_steps = 0  # FID/KID/IS every so many steps; 0 = only at the end.
   config.eval_num_samples = 1_000  # Generated (and real) images per evaluation; 0 = no evaluation.
   config.eval_feature_extractor = 'inception'  # inception | digits (classifier on the offline digits).
+  # Inception inputs: tf (the TF FID of the papers: TF1 resize, (x - 128) / 128) | pytorch_fid.
+  config.eval_preprocess = 'tf'
   config.num_sample_images = 64  # Images in a sample grid (a square number).
   config.max_checkpoints_to_keep = 3  # Latest checkpoints kept (the best one is kept apart).
   config.divergence = 'stop'  # On NaN/inf loss or params: stop | rollback (to the last good checkpoint).

@@ -327,7 +327,8 @@ def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
   from dcgan_jax.evaluation import features  # pylint: disable=g-import-not-at-top
   from dcgan_jax.evaluation import weights  # pylint: disable=g-import-not-at-top
 
-  extractor = features.inception_extractor(batch_size=config.batch_size)
+  extractor = features.inception_extractor(batch_size=config.batch_size,
+                                           preprocess=config.eval_preprocess)
   batch_size = extractor.batch_size
   shape = (config.image_size, config.image_size, input_pipeline.num_channels(config))
   images = np.random.RandomState(0).randint(0, 256, (batch_size, *shape), dtype=np.uint8)
@@ -339,8 +340,10 @@ def benchmark_inception(config, steps, repeats, warmup, torch_reference=False,
   reference = None
   if torch_reference:
     from dcgan_jax.torch_reference import inception as torch_inception  # pylint: disable=g-import-not-at-top
+    # The same preprocessing as ours (the TF FID's), so both time the same work.
     reference = torch_inception.TorchInception(weights.find_default_1(),
-                                               threads=torch_threads or os.cpu_count())
+                                               threads=torch_threads or os.cpu_count(),
+                                               preprocess=config.eval_preprocess)
     reference(images)
 
   jax_rates, torch_rates = [], []

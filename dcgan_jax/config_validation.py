@@ -298,6 +298,7 @@ def _validate_loop(c):
   c.integer('eval_every_steps', minimum=0)
   c.integer('eval_num_samples', minimum=0)  # 0 = no evaluation.
   c.choice('eval_feature_extractor', evaluator.EXTRACTORS)
+  c.choice('eval_preprocess', evaluator.PREPROCESSINGS)
   num_sample_images = c.integer('num_sample_images', minimum=1)
   if num_sample_images is not _MISSING and math.isqrt(num_sample_images) ** 2 != num_sample_images:
     _fail('num_sample_images', num_sample_images, 'must be a square number (4, 9, 16, 64, ...).')

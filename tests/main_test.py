@@ -99,3 +99,12 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, flags, expected):
   errors = [line for line in result.stderr.splitlines() if line.startswith('Error: ')]
   assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
   assert 'Traceback' not in result.stderr
+
+
+def test_sigterm_during_start_up_says_what_happened(capsys):
+  from dcgan_jax import main  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as e:
+    main.stopped_outside_training(signal.SIGTERM, None)
+  assert e.value.code == 143
+  assert 'Stopped by SIGTERM outside the training loop' in capsys.readouterr().err

@@ -86,7 +86,8 @@ def restore_generator_and_discriminator(config, workdir, which='latest'):
 def make_evaluator(config):
   """The FID/KID/IS evaluator of `config.eval_feature_extractor` (loads its weights)."""
   from dcgan_jax.evaluation import evaluator as evaluator_lib  # pylint: disable=g-import-not-at-top
-  return evaluator_lib.Evaluator(extractor=config.eval_feature_extractor, seed=config.seed)
+  return evaluator_lib.Evaluator(extractor=config.eval_feature_extractor, seed=config.seed,
+                                 preprocess=config.eval_preprocess)
 
 
 def reference_stats(evaluator, config):
