@@ -108,3 +108,41 @@ def test_sigterm_during_start_up_says_what_happened(capsys):
     main.stopped_outside_training(signal.SIGTERM, None)
   assert e.value.code == 143
   assert 'Stopped by SIGTERM outside the training loop' in capsys.readouterr().err
+
+
+LIBRARY_RUN = """
+import sys
+from configs import test as test_config
+from dcgan_jax.training import train  # The library API, as a notebook calls it: no main.py.
+config = test_config.get_config()
+config.data_dir, config.num_train_steps = sys.argv[1], 3
+train.train_and_evaluate(config, sys.argv[2])
+"""
+
+
+def test_cli_and_library_give_bitwise_the_same_run(tfds_data_dir, tmp_path):
+  """One seed, one result on every entry point: the library applies the XLA flags itself."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=1')
+  env.pop('DCGAN_JAX_NO_DEFAULT_XLA_FLAGS', None)
+  cli = subprocess.run(
+      [sys.executable, '-m', 'dcgan_jax.main', '--config=configs/test.py',
+       f'--workdir={tmp_path / "cli"}', '--config.num_train_steps=3',
+       f'--config.data_dir={tfds_data_dir}'],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert cli.returncode == 0, cli.stderr[-3000:]
+  library = subprocess.run(
+      [sys.executable, '-c', LIBRARY_RUN, tfds_data_dir, str(tmp_path / 'library')],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert library.returncode == 0, library.stderr[-3000:]
+  from dcgan_jax.training import checkpoints  # pylint: disable=g-import-not-at-top
+  from configs import test as test_config  # pylint: disable=g-import-not-at-top
+  config = test_config.get_config()
+  states = []
+  for name in ('cli', 'library'):
+    manager = checkpoints.create_manager(str(tmp_path / name), 'latest', config)
+    initial = train._initial_states(config)[:2]  # pylint: disable=protected-access
+    restored, step = checkpoints.restore(manager, checkpoints.to_host(initial))
+    assert step == 3
+    states.append(restored)
+  for x, y in zip(leaves(states[0]), leaves(states[1]), strict=True):
+    np.testing.assert_array_equal(x, y)
