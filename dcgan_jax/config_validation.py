@@ -194,6 +194,12 @@ def _validate_data(c):
       _fail('dataset', dataset,
             f'must be one of {_choices(datasets.DATASETS)} (optionally with a TFDS '
             "config, e.g. 'emnist/letters').")
+    base, _, tfds_config = dataset.partition('/')
+    spec = datasets.DATASETS[base]
+    if tfds_config and spec.source == 'tfds' and tfds_config not in spec.tfds_configs:
+      configs = ', '.join(f'{base}/{name}' for name in spec.tfds_configs)
+      _fail('dataset', dataset, f'names no TFDS config of {base!r}; '
+            + (f'choose one of {configs}.' if configs else f'use {base!r}.'))
   data_dir = c.get('data_dir')
   if data_dir is not _MISSING and data_dir is not None and not isinstance(data_dir, str):
     _fail('data_dir', data_dir, 'must be a folder (a string) or None.')

@@ -50,6 +50,8 @@ def assert_one_line_error(config, field):
 BAD_CONFIGS = [
     # (field named in the error, overrides)
     ('dataset', {'dataset': 'imagenet'}),
+    ('dataset', {'dataset': 'emnist/bogus'}),
+    ('dataset', {'dataset': 'mnist/letters'}),
     ('model.arch', {'model.arch': 'resnet'}),
     ('model.g_activation', {'model.g_activation': 'gelu'}),
     ('model.d_activation', {'model.d_activation': 'tanh'}),

@@ -26,12 +26,16 @@ class DatasetSpec:
   # under config.data_dir, dcgan_jax/data/folder.py; num_channels is then only a default:
   # config.num_channels or the images decide, see folder.num_channels).
   source: str = 'tfds'
+  # The TFDS builder configs a run may name ('emnist/letters'); () = the builder has none.
+  tfds_configs: tuple = ()
 
 
 DATASETS = {
     'offline_mnist': DatasetSpec('offline_mnist', 28, 1, local=True),
     'mnist': DatasetSpec('mnist', 28, 1),
-    'emnist': DatasetSpec('emnist/balanced', 28, 1, transpose=True),
+    'emnist': DatasetSpec('emnist/balanced', 28, 1, transpose=True,
+                          tfds_configs=('balanced', 'byclass', 'bymerge', 'digits', 'letters',
+                                        'mnist')),
     'fashion_mnist': DatasetSpec('fashion_mnist', 28, 1),
     'cifar10': DatasetSpec('cifar10', 32, 3),
     'celeb_a': DatasetSpec('celeb_a', 178, 3, center_crop=True),
