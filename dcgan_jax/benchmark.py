@@ -41,7 +41,11 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file (configs/
 flags.DEFINE_integer('steps', 20, 'Steps (batches) per timed repeat.')
 flags.DEFINE_integer('repeats', 3, 'Timed repeats; images/s is their median.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_enum('mode', 'train', ['train', 'input', 'inception'], 'What to time.')
+flags.DEFINE_enum('mode', 'train', ['train', 'input', 'inception', 'time_to_quality'],
+                  'What to time.')
+flags.DEFINE_float('target_fid', None, 'time_to_quality: the FID to reach; default the best FID '
+                   'both implementations reach.')
+flags.DEFINE_string('curve_png', None, 'time_to_quality: where to write the FID-vs-seconds PNG.')
 flags.DEFINE_bool('torch_reference', False,
                   'Also time the PyTorch reference step, interleaved, and report the ratio.')
 flags.DEFINE_integer('torch_threads', None, 'torch threads; default os.cpu_count().')
@@ -376,6 +380,10 @@ def main(argv):
   if FLAGS.mode == 'train':
     result = benchmark_train(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                              FLAGS.torch_reference, FLAGS.torch_threads)
+  elif FLAGS.mode == 'time_to_quality':
+    from dcgan_jax import time_to_quality  # pylint: disable=g-import-not-at-top
+    result = time_to_quality.benchmark_time_to_quality(config, FLAGS.torch_threads,
+                                                       FLAGS.target_fid, FLAGS.curve_png)
   elif FLAGS.mode == 'inception':
     result = benchmark_inception(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                                  FLAGS.torch_reference, FLAGS.torch_threads)

@@ -27,3 +27,19 @@ def test_train_mode_prints_one_json_line():
   # step_ms is the same figure as images/s, in the other unit.
   assert abs(result['step_ms'] - 1e3 * 8 / result['images_per_sec']) < 0.01
   assert result['local_device_count'] == 1 and result['steps'] == 2 and result['repeats'] == 2
+
+
+def test_time_to_quality_mode_reports_both_curves(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  pytest.importorskip('torch')
+  png = tmp_path / 'curves.png'
+  result = _run_benchmark('--mode=time_to_quality', '--config.num_train_steps=4',
+                          '--config.eval_every_steps=2', '--config.eval_num_samples=32',
+                          '--config.batch_size=8', f'--curve_png={png}')
+  assert [point[1] for point in result['dcgan_jax_curve']] == [2, 4]
+  assert [point[1] for point in result['pytorch_curve']] == [2, 4]
+  # The default target is the best FID both reach, so both have a time for it.
+  assert result['target_fid'] == round(max(min(p[2] for p in result[f'{n}_curve'])
+                                           for n in ('dcgan_jax', 'pytorch')), 3)
+  assert result['jax_seconds'] > 0 and result['torch_seconds'] > 0
+  assert png.exists()

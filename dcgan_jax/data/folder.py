@@ -182,14 +182,19 @@ def decode(path: str, image_size: int, channels: int) -> np.ndarray:
   return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
 
 
+def read_error(error: Exception, path: str) -> str:
+  """'<type>: <message>' of a file PIL could not read, on one short line, without its path."""
+  message = str(error).replace(repr(path), '').replace(path, '').strip(' :')
+  return f'{type(error).__name__}: {message}'.splitlines()[0][:120]
+
+
 def _try_decode(path, image_size, channels):
   try:
     return decode(path, image_size, channels), None
   except Exception as e:  # pylint: disable=broad-except
     # PIL raises OSError, SyntaxError, ValueError, EOFError, zlib and struct errors
     # for damaged files: all mean "skip this file".
-    message = str(e).replace(repr(path), '').replace(path, '').strip(' :')
-    return None, f'{type(e).__name__}: {message}'.splitlines()[0][:120]
+    return None, read_error(e, path)
 
 
 def _is_gray_file(path) -> Optional[bool]:
@@ -225,7 +230,7 @@ def _detect_channels(listing: Listing) -> int:
     with open(path) as f:
       channels = int(json.load(f)['channels'])
   else:
-    with concurrent.futures.ThreadPoolExecutor(_num_threads()) as pool:
+    with concurrent.futures.ThreadPoolExecutor(num_threads()) as pool:
       gray = [g for g in pool.map(_is_gray_file, (listing.path(f[0]) for f in listing.files))
               if g is not None]
     channels = 1 if gray and all(gray) else 3
@@ -241,7 +246,7 @@ def num_channels(config) -> int:
   return _detect_channels(list_files(_data_dir(config)))
 
 
-def _num_threads():
+def num_threads():
   """Decoding threads: PIL releases the GIL while it decodes and resizes."""
   try:
     cores = len(os.sched_getaffinity(0))
@@ -288,7 +293,8 @@ def _read_meta(data_path, meta_path):
   return None
 
 
-def _named(skipped, total):
+def named(skipped, total):
+  """'a (why), b (why) and 3 more': the first NUM_NAMED of (name, why) pairs, then a count."""
   names = ', '.join(f'{name} ({why})' for name, why in skipped[:NUM_NAMED])
   more = total - min(total, NUM_NAMED)
   return names + (f' and {more} more' if more else '')
@@ -297,7 +303,7 @@ def _named(skipped, total):
 def _check_usable(listing: Listing, num_images: int, skipped):
   """Raises FolderError when too few of the folder's image files could be decoded."""
   num_files, num_bad = len(listing.files), len(skipped)
-  names = _named([(n, w.split(':')[0]) for n, w in skipped], num_bad)
+  names = named([(n, w.split(':')[0]) for n, w in skipped], num_bad)
   if num_images == 0:
     raise FolderError(f'No usable image under {listing.folder}: all {num_files} image files are '
                       f'unreadable, truncated or empty ({names}); replace them or set '
@@ -318,7 +324,7 @@ def _decode_all(listing: Listing, image_size: int, channels: int, out):
   import tqdm  # pylint: disable=g-import-not-at-top
   skipped, num_images = [], 0
   decode_one = lambda path: _try_decode(path, image_size, channels)  # noqa: E731
-  with concurrent.futures.ThreadPoolExecutor(_num_threads()) as pool, tqdm.tqdm(
+  with concurrent.futures.ThreadPoolExecutor(num_threads()) as pool, tqdm.tqdm(
       total=len(listing.files), desc='decoding', unit='img', disable=None) as progress:
     for start in range(0, len(listing.files), DECODE_CHUNK):
       files = listing.files[start:start + DECODE_CHUNK]
@@ -389,7 +395,7 @@ def prepare(listing: Listing, image_size: int, channels: int):
   if meta['num_skipped']:
     logging.warning('Skipped %d of %d image files under %s that are unreadable, truncated or '
                     'empty: %s', meta['num_skipped'], meta['num_files'], listing.folder,
-                    _named([tuple(s) for s in meta['skipped']], meta['num_skipped']))
+                    named([tuple(s) for s in meta['skipped']], meta['num_skipped']))
   return data_path, meta
 
 

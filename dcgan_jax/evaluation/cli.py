@@ -3,14 +3,15 @@
 import argparse
 import sys
 
+from dcgan_jax import errors
 from dcgan_jax.evaluation import evaluator as evaluator_lib
 from dcgan_jax.evaluation import image_sets
 from dcgan_jax.evaluation import preprocessing
-from dcgan_jax.evaluation import weights as weights_lib
 
-# Errors a user can fix; reported as one message, not a traceback.
-USER_ERRORS = (image_sets.ImageSetError, weights_lib.WeightsError, ValueError,
-               FileNotFoundError)
+# Besides `errors.UserError`s (image sets, weights): the evaluator's ValueErrors
+# (statistics of another extractor or preprocessing, too few images) are bad
+# input too, reported as one line with exit code 2.
+INPUT_ERRORS = (ValueError, FileNotFoundError)
 
 
 def parser(prog, description):
@@ -42,28 +43,50 @@ def make_evaluator(args, **kwargs):
       preprocess=args.preprocess, **kwargs)
 
 
-def summarize(evaluator, path, args, allow_stats=True):
-  """Feature summary of an image set, or the statistics stored in an .npz.
+def check_inputs(paths, args, allow_stats=True):
+  """Checks every input path; call it before `make_evaluator`.
+
+  The Inception weights take 10-70 s to load: a mistyped path or a bad file
+  fails before that, in seconds.
+
+  Returns:
+    The `image_sets.ImageSet` of each path.
+
+  Raises:
+    image_sets.ImageSetError: for the first unusable path.
+  """
+  return [image_sets.check(p, allow_stats, args.num_samples) for p in paths]
+
+
+def summarize(evaluator, image_set, args):
+  """Feature summary of a checked image set, or the statistics stored in its .npz.
 
   Returns:
     A `features.FeatureSummary` or an `evaluator.ReferenceStats`; both have
     mu, sigma, num_samples and kid_features.
   """
-  if image_sets.is_stats_file(path):
-    if not allow_stats:
-      raise image_sets.ImageSetError(f'{path} holds statistics; this needs images.')
-    stats = evaluator_lib.ReferenceStats.load(path)
-    evaluator.check_compatible(stats, path)  # Extractor and --preprocess.
+  if image_set.kind == image_sets.STATS:
+    stats = evaluator_lib.ReferenceStats.load(image_set.path)
+    evaluator.check_compatible(stats, image_set.path)  # Extractor and --preprocess.
     return stats
-  batches, count = image_sets.open_images(path, evaluator.extractor.batch_size)
+  count = image_set.count
   num = count if args.num_samples is None else min(count, args.num_samples)
-  return evaluator.features(batches, num, desc=path)
+  return evaluator.features(image_sets.batches(image_set, evaluator.extractor.batch_size),
+                            num, desc=image_set.path)
 
 
 def run(main_fn, argv):
-  """Runs main_fn(argv), turning user errors into one line and exit code 1."""
+  """Runs main_fn(argv); a user error is one line on stderr and its exit code.
+
+  As `dcgan_jax.cli.run` does for the absl commands: `errors.UserError`s exit
+  with their `exit_code` (2 bad input, 1 a failed environment such as missing
+  Inception weights), INPUT_ERRORS with 2; anything else keeps its traceback.
+  """
   try:
     return main_fn(argv)
-  except USER_ERRORS as e:
-    print(f'Error: {e}', file=sys.stderr)
-    return 1
+  except errors.UserError as e:
+    print(f'Error: {errors.one_line(e)}', file=sys.stderr, flush=True)
+    return e.exit_code
+  except INPUT_ERRORS as e:
+    print(f'Error: {errors.one_line(e)}', file=sys.stderr, flush=True)
+    return 2

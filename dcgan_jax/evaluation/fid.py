@@ -24,14 +24,17 @@ def main(argv=None):
   parser.add_argument('--save_stats', '--save-stats', action='store_true',
                       help='save the statistics of the first path to the second')
   args = parser.parse_args(argv)
-  evaluator = cli.make_evaluator(args)
   if args.save_stats:
-    summary = cli.summarize(evaluator, args.paths[0], args, allow_stats=False)
+    (image_set,) = cli.check_inputs(args.paths[:1], args, allow_stats=False)
+    evaluator = cli.make_evaluator(args)
+    summary = cli.summarize(evaluator, image_set, args)
     evaluator.to_stats(summary).save(args.paths[1])
     print(f'Saved statistics of {summary.num_samples} images ({evaluator.preprocess} '
           f'preprocessing) to {args.paths[1]}')
     return 0
-  a, b = (cli.summarize(evaluator, p, args) for p in args.paths)
+  sets = cli.check_inputs(args.paths, args)
+  evaluator = cli.make_evaluator(args)
+  a, b = (cli.summarize(evaluator, s, args) for s in sets)
   print(f'FID: {metrics.frechet_distance(a.mu, a.sigma, b.mu, b.sigma)}')
   return 0
 

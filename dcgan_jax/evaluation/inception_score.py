@@ -20,6 +20,7 @@ def main(argv=None):
   parser.add_argument('path', help='image set')
   parser.add_argument('--splits', type=int, default=10, help='number of splits')
   args = parser.parse_args(argv)
+  (image_set,) = cli.check_inputs([args.path], args, allow_stats=False)
   evaluator = cli.make_evaluator(args)
   if not evaluator.has_logits:
     raise weights_lib.WeightsError(
@@ -29,7 +30,7 @@ def main(argv=None):
         'release, or ~/.cache/torch/hub/checkpoints after running pytorch-fid '
         'once) on this machine and run `python -m dcgan_jax.evaluation.weights '
         '--source /path/to/' + weights_lib.PTH_NAME + '`, or pass it with --weights.')
-  summary = cli.summarize(evaluator, args.path, args, allow_stats=False)
+  summary = cli.summarize(evaluator, image_set, args)
   mean, std = metrics.inception_score(summary.logits, args.splits)
   print(f'IS: {mean} ± {std}')
   return 0

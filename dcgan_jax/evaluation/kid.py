@@ -9,7 +9,11 @@ random subsets). `--preprocess tf|pytorch_fid` as for `fid` (default tf).
 import sys
 
 from dcgan_jax.evaluation import cli
+from dcgan_jax.evaluation import image_sets
 from dcgan_jax.evaluation import metrics
+
+_NO_FEATURES = ('{path} has no features for KID (a pytorch-fid statistics file only has '
+                'mu/sigma); pass the images.')
 
 
 def main(argv=None):
@@ -21,12 +25,15 @@ def main(argv=None):
   parser.add_argument('--max_samples', type=int, default=10_000,
                       help='features kept per set (uniform sample)')
   args = parser.parse_args(argv)
+  sets = cli.check_inputs(args.paths, args)
+  for s in sets:
+    if s.kind == image_sets.STATS and s.kid_samples < 2:
+      raise image_sets.ImageSetError(_NO_FEATURES.format(path=s.path))
   evaluator = cli.make_evaluator(args, kid_max_samples=args.max_samples)
-  a, b = (cli.summarize(evaluator, p, args) for p in args.paths)
+  a, b = (cli.summarize(evaluator, s, args) for s in sets)
   for path, s in zip(args.paths, (a, b)):
     if len(s.kid_features) < 2:
-      raise ValueError(f'{path} has no features for KID (a pytorch-fid statistics '
-                       'file only has mu/sigma); pass the images.')
+      raise ValueError(_NO_FEATURES.format(path=path))
   mean, std = metrics.kernel_inception_distance(
       a.kid_features, b.kid_features, args.subsets, args.subset_size, args.seed)
   print(f'KID: {mean} ± {std}')
