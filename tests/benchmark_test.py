@@ -35,7 +35,8 @@ def test_time_to_quality_mode_reports_both_curves(tmp_path):
   png = tmp_path / 'curves.png'
   result = _run_benchmark('--mode=time_to_quality', '--config.num_train_steps=4',
                           '--config.eval_every_steps=2', '--config.eval_num_samples=32',
-                          '--config.batch_size=8', f'--curve_png={png}')
+                          '--config.batch_size=8', '--config.eval_feature_extractor=digits',
+                          f'--curve_png={png}')
   assert [point[1] for point in result['dcgan_jax_curve']] == [2, 4]
   assert [point[1] for point in result['pytorch_curve']] == [2, 4]
   # The default target is the best FID both reach, so both have a time for it.

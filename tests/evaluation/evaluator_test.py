@@ -183,13 +183,13 @@ def test_fid_kid_is_command_lines(digits_cache, real_digits, tmp_path, capsys):
 def test_command_line_errors_are_clear(digits_cache, tmp_path, capsys):
   cache, _ = digits_cache
   common = ['--extractor', 'digits', '--cache_dir', cache, '--no_progress']
-  assert fid.cli.run(fid.main, [str(tmp_path / 'missing'), str(tmp_path), *common]) == 1
+  assert fid.cli.run(fid.main, [str(tmp_path / 'missing'), str(tmp_path), *common]) == 2
   assert 'does not exist' in capsys.readouterr().err
-  assert fid.cli.run(fid.main, [str(tmp_path), str(tmp_path), *common]) == 1
+  assert fid.cli.run(fid.main, [str(tmp_path), str(tmp_path), *common]) == 2
   assert 'no images' in capsys.readouterr().err
   bad = str(tmp_path / 'bad.npz')
   np.savez(bad, pictures=np.zeros((2, 2)))
-  assert fid.cli.run(fid.main, [bad, bad, *common]) == 1
+  assert fid.cli.run(fid.main, [bad, bad, *common]) == 2
   assert 'no `images` array' in capsys.readouterr().err
 
 
@@ -305,7 +305,7 @@ def test_command_lines_take_and_check_the_preprocessing(real_digits, tmp_path, c
   capsys.readouterr()
   # pytorch_fid statistics against the default (tf) images: refused.
   stats = str(tmp_path / 'stats_pytorch_fid.npz')
-  assert fid.cli.run(fid.main, [stats, b, *common]) == 1
+  assert fid.cli.run(fid.main, [stats, b, *common]) == 2
   err = capsys.readouterr().err
   assert "used 'pytorch_fid'" in err and "used 'tf'" in err
   # Accepted with the matching --preprocess (KID here: a 2048-d FID of 6
