@@ -300,7 +300,10 @@ def eval_images(config, num_images: int, batch_size: int = 250, split=None):
     return
   builder = get_builder(config.dataset, config.data_dir)
   split = split or spec.train_split
-  ds = builder.as_dataset(split=split, shuffle_files=False)
+  # No TFDS auto-cache: take() reads part of the split, and a partly read cache makes
+  # TensorFlow warn ("partially cached contents ... discarded") on every run.
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          read_config=tfds.ReadConfig(try_autocache=False))
   ds = ds.take(num_images).map(lambda ex: preprocess(ex['image'], spec, config.image_size))
   yield from tfds.as_numpy(ds.batch(batch_size))
 
