@@ -76,12 +76,6 @@ def test_a_sweep_replica_equals_the_single_run_with_its_values(config, tmp_path)
   np.testing.assert_allclose(stacked[0].opt_state.hyperparams['learning_rate'], [1e-4, 3e-4])
 
 
-@pytest.mark.parametrize('sweep, message', [
-    ('model.g_features=8,16', 'cannot be swept'),
-    ('optim.g_lr=1e-4', 'has 1 values for 2 replicas'),
-    ('optim.g_lr=1e-4,x', 'not a list of numbers'),
-    ('ema_decay=0.9,0.99', 'base config.ema_decay > 0'),
-])
 @pytest.mark.parametrize('backend, expected', [('cpu', 'host'), ('gpu', 'vmap'), ('tpu', 'vmap')])
 def test_auto_replica_loop_follows_the_backend(config, backend, expected):
   from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
@@ -91,6 +85,12 @@ def test_auto_replica_loop_follows_the_backend(config, backend, expected):
   assert gan_step.replica_loop(config, 'cpu') == 'vmap'
 
 
+@pytest.mark.parametrize('sweep, message', [
+    ('model.g_features=8,16', 'cannot be swept'),
+    ('optim.g_lr=1e-4', 'has 1 values for 2 replicas'),
+    ('optim.g_lr=1e-4,x', 'not a list of numbers'),
+    ('ema_decay=0.9,0.99', 'base config.ema_decay > 0'),
+])
 def test_bad_sweeps_are_one_line_config_errors(config, sweep, message):
   from dcgan_jax import config_validation  # pylint: disable=g-import-not-at-top
   config.num_seeds = 2

@@ -65,9 +65,12 @@ def test_uniform_latent(config):
 def test_step_decay_of_learning_rates(config):
   config.optim.g_lr = 1e-4
   config.optim.lr_decay_steps = (10, 20)
-  schedule = gan_step.learning_rate_schedule(1e-4, config)
-  np.testing.assert_allclose([schedule(s) for s in (0, 9, 10, 19, 20, 100)],
+  # The base rate is optimiser state (a sweep may set it per replica); the decay multiplies it.
+  decay = gan_step.learning_rate_decay(config)
+  np.testing.assert_allclose([1e-4 * decay(s) for s in (0, 9, 10, 19, 20, 100)],
                              [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-6], rtol=1e-6)
+  config.optim.lr_decay_steps = ()
+  assert gan_step.learning_rate_decay(config) is None  # No decay: plain Adam, no chain.
 
 
 def run_one(config, steps=1):
