@@ -15,8 +15,9 @@ def get_config():
   config = ml_collections.ConfigDict()
 
   config.seed = 0  # The one seed a run is a pure function of.
-  # Replicas: K independent GANs in one vmapped program; replica i is the single run with
-  # seed + i (its own init, z, noise and data order). Scalars get /replica_i, /ci95.
+  # Replicas: K independent GANs in one program (stacked states; see replica_loop); replica i
+  # is the single run with seed + i (its own init, z, noise and data order). Scalars get
+  # /replica_i and /ci95 (README, "Many seeds in one program").
   config.num_seeds = 1
   # Per-replica values of continuous hyperparameters (training/replicas.py), one per
   # replica, e.g. 'optim.g_lr=1e-4,2e-4,4e-4;optim.d_lr=4e-4,4e-4,4e-4'; '' = none.
