@@ -42,3 +42,11 @@ def test_resuming_with_another_model_names_the_field(config, tmp_path, field, va
   expected = 'ema_on' if field == 'ema_decay' else field
   with pytest.raises(workdir.WorkdirError, match=f'another model .*{expected}: saved'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_a_workdir_that_is_a_file_is_a_one_line_error(config, tmp_path):
+  path = tmp_path / 'not_a_folder'
+  path.write_text('x')
+  with pytest.raises(workdir.WorkdirError, match='cannot be used') as e:
+    train.train_and_evaluate(config, str(path))
+  assert '\n' not in str(e.value) and e.value.exit_code == 2
