@@ -2,15 +2,9 @@
 
 Every .png/.jpg/.jpeg/.bmp/.gif (first frame)/.webp/.tif/.tiff file below the
 folder (recursively; hidden files and folders, such as this module's cache,
-are left out) in any size and mode is
-
-  * converted to `config.num_channels` (None: 3 unless every image is
-    grayscale); transparent pixels are composited over white, 16-bit and
-    float images scaled to 8 bits, the EXIF orientation applied;
-  * centre-cropped to a square and resized to `config.image_size` with PIL's
-    antialiased bicubic filter (large JPEGs are first decoded at a reduced
-    scale and reduced by an integer factor, `REDUCING_GAP`, as PIL's
-    `thumbnail` does: indistinguishable from a full decode and much faster).
+are left out), in any size and mode, is converted to `config.num_channels`
+(None: 3 unless every image is grayscale), centre-cropped to a square and
+resized to `config.image_size` (`image_files.decode`, which says how).
 
 Unreadable, truncated and empty files are skipped, counted and named in the
 log; a folder with no usable image, or with more than `MAX_BAD_FRACTION` of
@@ -41,29 +35,19 @@ import json
 import math
 import os
 import time
-from typing import Iterator, Optional
+from typing import Iterator
 
 from absl import logging
 import numpy as np
-from PIL import Image
-from PIL import ImageOps
 
 from dcgan_jax import errors
+from dcgan_jax.data import image_files
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 # A folder with more than this share of unusable image files is an error, not a data set.
 MAX_BAD_FRACTION = 0.5
-# Files named in the log when some are skipped (the rest are counted).
-NUM_NAMED = 5
 CACHE_ENV = 'DCGAN_JAX_CACHE'
 CACHE_SUBDIR = '.dcgan_jax_cache'
 CACHE_VERSION = 1  # Part of the cache key: a change in decoding gets a new cache.
-# Large images are decoded (JPEG) and reduced by integer factors down to this many
-# times the output size before the bicubic resize; PIL's `thumbnail` uses the same.
-REDUCING_GAP = 3.0
-GRAY_MODES = ('1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'F')
-HIGH_DEPTH_MODES = ('I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'F')
-ALPHA_MODES = ('RGBA', 'RGBa', 'LA', 'La', 'PA')
 # Files decoded per round of the thread pool while a cache is built.
 DECODE_CHUNK = 512
 
@@ -99,7 +83,7 @@ def list_files(folder: str) -> Listing:
   for root, dirs, names in os.walk(folder):
     dirs[:] = [d for d in dirs if not d.startswith('.')]
     for name in names:
-      if name.startswith('.') or not name.lower().endswith(IMAGE_EXTENSIONS):
+      if name.startswith('.') or not name.lower().endswith(image_files.IMAGE_EXTENSIONS):
         continue
       path = os.path.join(root, name)
       try:
@@ -116,93 +100,6 @@ def _data_dir(config) -> str:
     raise FolderError("config.dataset = 'folder' needs --config.data_dir=PATH, the folder "
                       'of your images.')
   return config.data_dir
-
-
-# --- Decoding -------------------------------------------------------------------------------
-
-
-def is_grayscale(image: Image.Image) -> bool:
-  """Whether an opened image is gray: a gray mode, or a palette of grays only."""
-  if image.mode in GRAY_MODES:
-    return True
-  if image.mode in ('P', 'PA'):
-    palette = np.asarray(image.getpalette('RGB') or [], np.int32).reshape(-1, 3)
-    return bool(np.all(palette == palette[:, :1]))
-  return False
-
-
-def _to_8bit_gray(image: Image.Image) -> Image.Image:
-  """16-bit, 32-bit integer and float images as 8-bit 'L' (PIL's convert would clip)."""
-  values = np.asarray(image).astype(np.float64)
-  if image.mode.startswith('I;16'):
-    values = values / 257.0
-  elif image.mode == 'F' and values.size and values.max() <= 1.0:
-    values = values * 255.0
-  elif image.mode == 'I' and values.size and values.max() > 255:
-    values = values / 257.0  # 16-bit data in a 32-bit mode (some PNG and TIFF readers).
-  return Image.fromarray(np.clip(np.round(values), 0, 255).astype(np.uint8), 'L')
-
-
-def convert(image: Image.Image, channels: int) -> Image.Image:
-  """`image` as 'L' (channels 1) or 'RGB' (3); transparent pixels over white."""
-  if image.mode in HIGH_DEPTH_MODES:
-    image = _to_8bit_gray(image)
-  if image.mode in ALPHA_MODES or 'transparency' in image.info:
-    white = Image.new('RGBA', image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, image.convert('RGBA'))
-  return image.convert('L' if channels == 1 else 'RGB')
-
-
-def _draft(image: Image.Image, image_size: int):
-  """Lets the JPEG decoder scale a large image down by 1/2, 1/4 or 1/8 while decoding."""
-  if image.format != 'JPEG':
-    return
-  width, height = image.size
-  scale = image_size * REDUCING_GAP / min(width, height)
-  if scale < 0.5:
-    image.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
-
-
-def decode(path: str, image_size: int, channels: int) -> np.ndarray:
-  """uint8 [image_size, image_size, channels]: converted, centre-cropped and resized.
-
-  Raises:
-    Exception: whatever PIL raises for a file that is not a readable image.
-  """
-  with Image.open(path) as image:
-    _draft(image, image_size)
-    image.load()  # Raises for a truncated file.
-    ImageOps.exif_transpose(image, in_place=True)
-    image = convert(image, channels)
-  width, height = image.size
-  side = min(width, height)
-  left, top = (width - side) // 2, (height - side) // 2
-  image = image.crop((left, top, left + side, top + side))
-  image = image.resize((image_size, image_size), Image.BICUBIC, reducing_gap=REDUCING_GAP)
-  return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
-
-
-def read_error(error: Exception, path: str) -> str:
-  """'<type>: <message>' of a file PIL could not read, on one short line, without its path."""
-  message = str(error).replace(repr(path), '').replace(path, '').strip(' :')
-  return f'{type(error).__name__}: {message}'.splitlines()[0][:120]
-
-
-def _try_decode(path, image_size, channels):
-  try:
-    return decode(path, image_size, channels), None
-  except Exception as e:  # pylint: disable=broad-except
-    # PIL raises OSError, SyntaxError, ValueError, EOFError, zlib and struct errors
-    # for damaged files: all mean "skip this file".
-    return None, read_error(e, path)
-
-
-def _is_gray_file(path) -> Optional[bool]:
-  try:
-    with Image.open(path) as image:
-      return is_grayscale(image)
-  except Exception:  # pylint: disable=broad-except  (counted when the folder is decoded)
-    return None
 
 
 # --- Channels and cache location -------------------------------------------------------------
@@ -230,8 +127,9 @@ def _detect_channels(listing: Listing) -> int:
     with open(path) as f:
       channels = int(json.load(f)['channels'])
   else:
-    with concurrent.futures.ThreadPoolExecutor(num_threads()) as pool:
-      gray = [g for g in pool.map(_is_gray_file, (listing.path(f[0]) for f in listing.files))
+    with concurrent.futures.ThreadPoolExecutor(image_files.num_threads()) as pool:
+      paths = (listing.path(f[0]) for f in listing.files)
+      gray = [g for g in pool.map(image_files.is_gray_file, paths)
               if g is not None]
     channels = 1 if gray and all(gray) else 3
     _write_json_quietly(path, {'channels': channels})
@@ -244,15 +142,6 @@ def num_channels(config) -> int:
   if config.get('num_channels') is not None:
     return int(config.num_channels)
   return _detect_channels(list_files(_data_dir(config)))
-
-
-def num_threads():
-  """Decoding threads: PIL releases the GIL while it decodes and resizes."""
-  try:
-    cores = len(os.sched_getaffinity(0))
-  except AttributeError:  # Not on Linux.
-    cores = os.cpu_count() or 1
-  return min(16, cores + 1)
 
 
 def _write_json_quietly(path, value):
@@ -293,17 +182,10 @@ def _read_meta(data_path, meta_path):
   return None
 
 
-def named(skipped, total):
-  """'a (why), b (why) and 3 more': the first NUM_NAMED of (name, why) pairs, then a count."""
-  names = ', '.join(f'{name} ({why})' for name, why in skipped[:NUM_NAMED])
-  more = total - min(total, NUM_NAMED)
-  return names + (f' and {more} more' if more else '')
-
-
 def _check_usable(listing: Listing, num_images: int, skipped):
   """Raises FolderError when too few of the folder's image files could be decoded."""
   num_files, num_bad = len(listing.files), len(skipped)
-  names = named([(n, w.split(':')[0]) for n, w in skipped], num_bad)
+  names = image_files.named([(n, w.split(':')[0]) for n, w in skipped], num_bad)
   if num_images == 0:
     raise FolderError(f'No usable image under {listing.folder}: all {num_files} image files are '
                       f'unreadable, truncated or empty ({names}); replace them or set '
@@ -323,8 +205,8 @@ def _decode_all(listing: Listing, image_size: int, channels: int, out):
   """
   import tqdm  # pylint: disable=g-import-not-at-top
   skipped, num_images = [], 0
-  decode_one = lambda path: _try_decode(path, image_size, channels)  # noqa: E731
-  with concurrent.futures.ThreadPoolExecutor(num_threads()) as pool, tqdm.tqdm(
+  decode_one = lambda path: image_files.try_decode(path, image_size, channels)  # noqa: E731
+  with concurrent.futures.ThreadPoolExecutor(image_files.num_threads()) as pool, tqdm.tqdm(
       total=len(listing.files), desc='decoding', unit='img', disable=None) as progress:
     for start in range(0, len(listing.files), DECODE_CHUNK):
       files = listing.files[start:start + DECODE_CHUNK]
@@ -383,8 +265,8 @@ def prepare(listing: Listing, image_size: int, channels: int):
   """
   if not listing.files:
     raise FolderError(f'No image files under {listing.folder} (looked recursively for '
-                      f'{", ".join(IMAGE_EXTENSIONS)}); set --config.data_dir to a folder of '
-                      'images.')
+                      f'{", ".join(image_files.IMAGE_EXTENSIONS)}); set --config.data_dir to a '
+                      'folder of images.')
   data_path, meta_path = _cache_paths(listing, image_size, channels)
   meta = _read_meta(data_path, meta_path)
   if meta is None:
@@ -395,7 +277,7 @@ def prepare(listing: Listing, image_size: int, channels: int):
   if meta['num_skipped']:
     logging.warning('Skipped %d of %d image files under %s that are unreadable, truncated or '
                     'empty: %s', meta['num_skipped'], meta['num_files'], listing.folder,
-                    named([tuple(s) for s in meta['skipped']], meta['num_skipped']))
+                    image_files.named([tuple(s) for s in meta['skipped']], meta['num_skipped']))
   return data_path, meta
 
 

@@ -6,7 +6,7 @@ A path is one of
   1-channel (the extractors repeat or average channels), everything else is
   converted to RGB. Files PIL cannot read (not images, truncated, empty) are
   skipped, counted and named in one warning line, as `dataset='folder'` does
-  (see `data/folder.py`); a folder with no usable image is an error;
+  (see `data/image_files.py`); a folder with no usable image is an error;
 * an .npz with key `images`: uint8 [N, H, W, C] (or [N, H, W] gray);
 * an .npz of statistics with keys `mu` and `sigma` (pytorch-fid's format, or
   ours with `kid_features` too), finite, of shapes [d] and [d, d].
@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from dcgan_jax import errors
-from dcgan_jax.data import folder as folder_lib
+from dcgan_jax.data import image_files
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp',
                     '.ppm', '.pgm')
@@ -77,7 +77,7 @@ def _read_error(path):
   except Exception as e:  # pylint: disable=broad-except
     # PIL raises OSError, SyntaxError, ValueError, EOFError, zlib and struct errors
     # for damaged files: all mean "skip this file".
-    return folder_lib.read_error(e, path)
+    return image_files.read_error(e, path)
 
 
 def check_folder(path, limit=None):
@@ -91,7 +91,7 @@ def check_folder(path, limit=None):
     raise ImageSetError(f'{path} is a folder with no images '
                         f'({", ".join(IMAGE_EXTENSIONS)}).')
   good, skipped, scanned = [], [], 0
-  with concurrent.futures.ThreadPoolExecutor(folder_lib.num_threads()) as pool:
+  with concurrent.futures.ThreadPoolExecutor(image_files.num_threads()) as pool:
     while scanned < len(files) and (limit is None or len(good) < limit):
       chunk = files[scanned:scanned + SCAN_CHUNK]
       for file, error in zip(chunk, pool.map(_read_error, chunk)):
@@ -100,7 +100,7 @@ def check_folder(path, limit=None):
         else:
           skipped.append((os.path.relpath(file, path), error.split(':')[0]))
       scanned += len(chunk)
-  names = folder_lib.named(skipped, len(skipped))
+  names = image_files.named(skipped, len(skipped))
   if not good:
     raise ImageSetError(f'No usable image in the folder {path}: all {scanned} image files '
                         f'are unreadable, truncated or empty ({names}).')
@@ -212,7 +212,7 @@ def folder_batches(files, batch_size):
       image = _read_image(path)
     except Exception as e:  # pylint: disable=broad-except  (readable when checked)
       raise ImageSetError(f'{path} became unreadable while in use: '
-                          f'{folder_lib.read_error(e, path)}') from e
+                          f'{image_files.read_error(e, path)}') from e
     if batch and (len(batch) == batch_size or image.shape != batch[0].shape):
       yield np.stack(batch)
       batch = []

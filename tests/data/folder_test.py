@@ -11,6 +11,7 @@ from PIL import Image
 from dcgan_jax import config_validation
 from dcgan_jax import errors
 from dcgan_jax.data import folder
+from dcgan_jax.data import image_files
 from dcgan_jax.data import input_pipeline
 from dcgan_jax.evaluation import image_sets
 from dcgan_jax.training import train
@@ -106,7 +107,7 @@ def test_decoding_is_pil_crop_and_resize_by_hand(image_folder):
   for name in write_good_images(image_folder):
     path = os.path.join(image_folder, name)
     for channels in (1, 3):
-      ours = folder.decode(path, SIZE, channels)
+      ours = image_files.decode(path, SIZE, channels)
       assert ours.shape == (SIZE, SIZE, channels) and ours.dtype == np.uint8
       reference = by_hand(path, SIZE, channels).astype(int)
       if name.startswith('big'):  # Decoded at 1/2 scale by the JPEG decoder: close, not equal.
@@ -125,21 +126,21 @@ def test_only_the_central_square_is_kept_and_transparency_is_white(tmp_path):
   tall[30:60] = 77
   Image.fromarray(tall, 'L').save(tmp_path / 'tall.png')
   Image.new('RGBA', (40, 40), (12, 34, 56, 0)).save(tmp_path / 'clear.png')
-  assert np.all(folder.decode(str(tmp_path / 'wide.png'), 16, 3) == (0, 200, 0))
-  assert np.all(folder.decode(str(tmp_path / 'tall.png'), 16, 1) == 77)
-  assert np.all(folder.decode(str(tmp_path / 'clear.png'), 16, 3) == 255)
+  assert np.all(image_files.decode(str(tmp_path / 'wide.png'), 16, 3) == (0, 200, 0))
+  assert np.all(image_files.decode(str(tmp_path / 'tall.png'), 16, 1) == 77)
+  assert np.all(image_files.decode(str(tmp_path / 'clear.png'), 16, 3) == 255)
   frames = [Image.new('RGB', (20, 20), colour) for colour in ((0, 0, 255), (255, 0, 0))]
   frames[0].save(tmp_path / 'animated.gif', save_all=True, append_images=frames[1:])
-  assert np.all(folder.decode(str(tmp_path / 'animated.gif'), 16, 3) == (0, 0, 255))  # Frame 0.
+  assert np.all(image_files.decode(str(tmp_path / 'animated.gif'), 16, 3) == (0, 0, 255))  # Frame 0.
   # Gray from RGB is ITU-R 601 luma, as PIL computes it.
   luma = round(0.587 * 200)
-  assert np.all(np.abs(folder.decode(str(tmp_path / 'wide.png'), 16, 1).astype(int) - luma) <= 1)
+  assert np.all(np.abs(image_files.decode(str(tmp_path / 'wide.png'), 16, 1).astype(int) - luma) <= 1)
 
 
 def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
   values = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
   Image.fromarray(values).save(tmp_path / 'deep.png')
-  ours = folder.decode(str(tmp_path / 'deep.png'), 32, 1)[..., 0].astype(int)
+  ours = image_files.decode(str(tmp_path / 'deep.png'), 32, 1)[..., 0].astype(int)
   assert np.abs(ours - np.round(values / 257.0)).max() <= 1
 
 
@@ -220,9 +221,9 @@ def test_validation_wants_an_existing_folder_and_one_or_three_channels(folder_co
 
 def test_decoded_once_then_read_from_the_cache_until_files_change(folder_config, monkeypatch):
   first = folder.load_images(folder_config, 1 << 30)
-  decode = folder.decode
+  decode = image_files.decode
   calls = []
-  monkeypatch.setattr(folder, 'decode', lambda *a: calls.append(a[0]) or decode(*a))
+  monkeypatch.setattr(image_files, 'decode', lambda *a: calls.append(a[0]) or decode(*a))
   np.testing.assert_array_equal(folder.load_images(folder_config, 1 << 30), first)
   mapped = folder.load_images(folder_config, 0)  # Too large for memory: mapped, same rows.
   assert isinstance(mapped, np.memmap)
