@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -18,6 +17,7 @@ from dcgan_jax.data import input_pipeline
 from dcgan_jax.training import preemption
 from dcgan_jax.training import train
 from tests import support
+from tests.support import processes
 
 ROOT = support.ROOT
 NUM_STEPS = 8
@@ -100,16 +100,12 @@ def test_two_processes_match_one_process_bitwise_and_survive_preemption(config, 
   # SIGTERM to process 1 only: JAX's preemption sync point stops both at the
   # same step, with a checkpoint; two new processes resume to the same numbers.
   pair = start_pair(preempted_dir, config.data_dir)
-  checkpoint_dir = os.path.join(preempted_dir, 'checkpoints')
-  deadline = time.monotonic() + 300
-  while time.monotonic() < deadline and pair[1].poll() is None:
-    # The folder appears once the processes have joined (and JAX's preemption
-    # notifier watches SIGTERM): the stop comes in the first steps.
-    if os.path.isdir(checkpoint_dir):
-      pair[1].send_signal(signal.SIGTERM)
-      break
-    time.sleep(0.002)
-  results = [finish(p) for p in pair]
+  # Process 1's first metrics line: the processes have joined and the loop, which
+  # turns SIGTERM into a clean stop, is running. An event, not a fixed wait.
+  watcher = processes.StderrWatcher(pair[1])
+  assert watcher.wait_for(r'\[2\] d_acc'), ''.join(watcher.lines)[-3000:]
+  pair[1].send_signal(signal.SIGTERM)
+  results = [finish(pair[0]), watcher.finish()]
   stopped = []
   for returncode, stderr in results:
     assert returncode == preemption.EXIT_STOPPED, stderr[-3000:]
