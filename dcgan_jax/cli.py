@@ -6,6 +6,7 @@ prints `errors.UserError`s the same way (exit 2 for bad input, 1 for a failed
 environment). Anything else is a bug and keeps its traceback.
 """
 
+import signal
 import sys
 
 from absl import app
@@ -76,3 +77,15 @@ def run(main):
       _exit(errors.one_line(e), e.exit_code)
 
   app.run(main_with_errors, flags_parser=parse_flags)
+
+
+STOPPED_OUTSIDE_TRAINING = 143  # 128 + SIGTERM, as preemption.EXIT_STOPPED.
+
+
+def stopped_outside_training(signum, frame):
+  """SIGTERM before the training loop takes signals over (start-up): say so and exit."""
+  del frame
+  print(f'Stopped by {signal.Signals(signum).name} outside the training loop (start-up or '
+        'shut-down): no training step was lost; run the same command to go on.',
+        file=sys.stderr, flush=True)
+  sys.exit(STOPPED_OUTSIDE_TRAINING)

@@ -70,22 +70,10 @@ def initialize_distributed(jax):
   # A plain single-process run starts no coordinator.
 
 
-STOPPED_OUTSIDE_TRAINING = 143  # 128 + SIGTERM, as preemption.EXIT_STOPPED.
-
-
-def stopped_outside_training(signum, frame):
-  """SIGTERM before the training loop takes signals over (start-up): say so and exit."""
-  del frame
-  print(f'Stopped by {signal.Signals(signum).name} outside the training loop (start-up or '
-        'shut-down): no training step was lost; run the same command to go on.',
-        file=sys.stderr, flush=True)
-  sys.exit(STOPPED_OUTSIDE_TRAINING)
-
-
 def run(argv):
   """The command: flags parsed, errors printed by cli.run."""
   # First thing: a SIGTERM during the minutes of start-up is reported, not silent.
-  signal.signal(signal.SIGTERM, stopped_outside_training)
+  signal.signal(signal.SIGTERM, cli.stopped_outside_training)
   if len(argv) > 1:
     raise app.UsageError('Too many command-line arguments.')
   logging.get_absl_handler().addFilter(_QuietLibraries())

@@ -102,10 +102,10 @@ def test_bad_command_lines_are_one_line_errors(tmp_path, flags, expected):
 
 
 def test_sigterm_during_start_up_says_what_happened(capsys):
-  from dcgan_jax import main  # pylint: disable=g-import-not-at-top
+  from dcgan_jax import cli  # pylint: disable=g-import-not-at-top  (no flags: main's clash)
   import signal  # pylint: disable=g-import-not-at-top
   with pytest.raises(SystemExit) as e:
-    main.stopped_outside_training(signal.SIGTERM, None)
+    cli.stopped_outside_training(signal.SIGTERM, None)
   assert e.value.code == 143
   assert 'Stopped by SIGTERM outside the training loop' in capsys.readouterr().err
 
