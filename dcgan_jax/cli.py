@@ -6,6 +6,7 @@ prints `errors.UserError`s the same way (exit 2 for bad input, 1 for a failed
 environment). Anything else is a bug and keeps its traceback.
 """
 
+import logging
 import signal
 import sys
 
@@ -70,11 +71,17 @@ def run(main):
   """app.run(main) with one-line errors for bad flags, configs and `errors.UserError`s."""
 
   def main_with_errors(argv):
+    logging.getLogger('absl').addFilter(errors.DropEnvironmentErrorLogs())
     try:
       return main(argv)
     except errors.UserError as e:
       # One line, no traceback: these say what to change, and a traceback would bury it.
       _exit(errors.one_line(e), e.exit_code)
+    except Exception as e:  # pylint: disable=broad-except  (re-raised unless a full disk etc.)
+      os_error = errors.environment_os_error(e)
+      if os_error is None:
+        raise
+      _exit(errors.one_line(errors.write_failure(os_error, 'an output of the run')), 1)
 
   app.run(main_with_errors, flags_parser=parse_flags)
 

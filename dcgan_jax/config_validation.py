@@ -203,6 +203,11 @@ def _validate_data(c):
   data_dir = c.get('data_dir')
   if data_dir is not _MISSING and data_dir is not None and not isinstance(data_dir, str):
     _fail('data_dir', data_dir, 'must be a folder (a string) or None.')
+  if (isinstance(data_dir, str) and '://' not in data_dir  # gs:// and other remote folders
+      and not os.path.isdir(os.path.expanduser(data_dir))):
+    # A typo would otherwise make TFDS prepare the dataset in a new folder of that name.
+    _fail('data_dir', data_dir, f'is not an existing folder ({os.path.abspath(data_dir)}): '
+          'create it first, fix the path, or leave it unset for TFDS\'s default.')
   _validate_folder(c, dataset, data_dir)
 
 

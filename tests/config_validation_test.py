@@ -103,6 +103,9 @@ BAD_CONFIGS = [
     ('model.arch', {'model.arch': None}),
     ('optim.lr_decay_steps', {'optim.lr_decay_steps': 1000}),
     ('loss.real_label_range', {'loss.real_label_range': (0.7,)}),
+    # A folder that does not exist (TFDS would prepare the data in a new ./5).
+    ('data_dir', {'data_dir': '5'}),
+    ('data_dir', {'data_dir': 5}),
 ]
 
 

@@ -13,14 +13,26 @@ so it is committed with the data), and `restore` recomputes it. A checkpoint
 that cannot be read or does not match is reported by name and the one before it
 is used.
 
+Saves are synchronous. The states are host copies already, so an asynchronous
+save would only overlap the file writes, and when a write fails (a full disk, a
+read-only folder) orbax's background threads print their tracebacks and then
+wait minutes for signals that never come. A failed save is reported as one
+`CheckpointWriteError` naming the folder and the fix; its partial temporary
+folder is removed and the checkpoints saved before it are untouched.
+
 States are saved from host (numpy) copies: on several processes the pmapped
 states are per-process arrays, which orbax refuses, while numpy values are
 written once, by process 0, and read by every process.
 """
 
 import hashlib
+import contextlib
 import json
+import logging as py_logging
 import os
+import shutil
+import sys
+import tempfile
 import time
 
 from absl import logging
@@ -41,6 +53,10 @@ class CheckpointError(errors.EnvironmentFailure):
   """No checkpoint of a run can be restored."""
 
 
+class CheckpointWriteError(errors.EnvironmentFailure):
+  """A checkpoint cannot be written (a full disk, a read-only or forbidden folder)."""
+
+
 def _fid(metrics):
   return metrics['fid']
 
@@ -53,10 +69,12 @@ def create_manager(workdir, which='latest', config=None):
   if which == 'best':
     # Saved after every evaluation with its scores; orbax keeps the lowest FID.
     options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=_fid, best_mode='min',
-                                           create=True)
+                                           create=True, enable_async_checkpointing=False)
   else:
     max_to_keep = config.max_checkpoints_to_keep if config else 3
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=False)
+  _ignore_closed_loop_callbacks()
   # A step whose _CHECKPOINT_METADATA parses but does not deserialize makes
   # CheckpointManager() itself fail: move such steps aside first.
   moved = [_quarantine(directory, step, reason)
@@ -67,6 +85,86 @@ def create_manager(workdir, which='latest', config=None):
         f'No intact checkpoint in {directory}: the damaged ones were moved to '
         f'{", ".join(moved)}. Run again to start afresh.')
   return manager
+
+
+class _DropOrbaxErrorLogs(py_logging.Filter):
+  """Drops orbax's error records (a traceback per writer thread) while a save runs.
+
+  A failed save is reported once, by `save`'s exception; anything else raises
+  with its traceback.
+  """
+
+  def filter(self, record):
+    return not (record.levelno >= py_logging.ERROR and 'orbax' in record.pathname)
+
+
+def _ignore_closed_loop_callbacks():
+  """Stops tensorstore's late callbacks after a failed save or read printing tracebacks.
+
+  When an orbax write or read fails, tensorstore finishes its other pending
+  operations later, on worker threads, and their callbacks find orbax's event
+  loop closed: each prints "RuntimeError: Event loop is closed" as an
+  unraisable exception, dozens of them, seconds after the failure was reported.
+  Installed once per process (callbacks come after any scope around the call
+  ends); every other unraisable exception still reaches the previous hook.
+  """
+  previous_hook = sys.unraisablehook
+  if getattr(previous_hook, 'ignores_closed_loop_callbacks', False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and
+            str(unraisable.exc_value) == 'Event loop is closed'):
+      previous_hook(unraisable)
+
+  hook.ignores_closed_loop_callbacks = True
+  sys.unraisablehook = hook
+
+
+@contextlib.contextmanager
+def _quiet_orbax_errors():
+  """Orbax's own error logs silenced; its exceptions still raise."""
+  log_filter = _DropOrbaxErrorLogs()
+  logger = py_logging.getLogger('absl')
+  logger.addFilter(log_filter)
+  try:
+    yield
+  finally:
+    logger.removeFilter(log_filter)
+
+
+def _write_error(error, what, directory):
+  """CheckpointWriteError for an exception of a write under `directory`; None if not a full disk etc."""
+  os_error = errors.environment_os_error(error)
+  if os_error is None:
+    return None
+  return CheckpointWriteError(str(errors.write_failure(os_error, what, directory)))
+
+
+def check_writable(manager):
+  """Raises CheckpointWriteError now, before training, if the manager's folder cannot be written.
+
+  Creates and removes a small file, which catches read-only mounts, missing
+  permissions and a disk already full (a probe of os.access would miss the
+  first for root and the last always).
+  """
+  if jax.process_index() != 0:
+    return
+  directory = str(manager.directory)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix='.write_probe') as f:
+      f.write(b'0' * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise (_write_error(e, 'checkpoints', directory) or e) from e
+
+
+def _remove_partial(directory, step):
+  """Removes what a failed save of `step` left in `directory` (orbax's temporary folders)."""
+  for path in epath.Path(directory).glob(f'{step}.orbax-checkpoint-tmp*'):
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _undeserializable_steps(directory):
@@ -126,7 +224,7 @@ def to_host(tree):
 
 
 def save(manager, step, states, metrics=None, metadata=None):
-  """Saves `states` (a pytree of TrainStates) as checkpoint `step` (asynchronously).
+  """Saves `states` (a pytree of TrainStates) as checkpoint `step`.
 
   Args:
     manager: from `create_manager`.
@@ -134,11 +232,23 @@ def save(manager, step, states, metrics=None, metadata=None):
     states: a pytree of arrays (on any device) and Python scalars.
     metrics: for the 'best' manager.
     metadata: a JSON-able dict stored with the checkpoint (`saved_metadata`).
+
+  Raises:
+    CheckpointWriteError: the folder cannot be written (the partial save is removed).
   """
   states = to_host(states)
   custom = {**(metadata or {}), 'fingerprint': fingerprint(states)}
-  manager.save(int(step), args=ocp.args.StandardSave(states), metrics=metrics,
-               custom_metadata=custom)
+  try:
+    with _quiet_orbax_errors():
+      manager.save(int(step), args=ocp.args.StandardSave(states), metrics=metrics,
+                   custom_metadata=custom)
+  except (OSError, ValueError) as e:
+    error = _write_error(e, f'the checkpoint of step {step}', manager.directory)
+    if error is None:
+      raise
+    if jax.process_index() == 0:
+      _remove_partial(manager.directory, step)
+    raise error from e
 
 
 def _step_metadata(manager, step):
@@ -192,7 +302,7 @@ def restore(manager, target):
     CheckpointError: checkpoints exist but none of them can be read.
   """
   steps = sorted(manager.all_steps(), reverse=True)
-  errors = []
+  failures = []
   damaged = []
   for step in steps:
     try:
@@ -203,7 +313,7 @@ def restore(manager, target):
       logging.error('Checkpoint %s cannot be restored (%s: %s); trying the one before it.',
                     path, type(e).__name__, e)
       first_line = (str(e).strip().splitlines() or [''])[0]
-      errors.append(f'{path} ({type(e).__name__}: {first_line})')
+      failures.append(f'{path} ({type(e).__name__}: {first_line})')
       damaged.append((step, f'{type(e).__name__}: {first_line}'))
       continue
     if damaged:
@@ -212,9 +322,9 @@ def restore(manager, target):
         _quarantine(manager.directory, bad_step, reason)
       manager.reload()
     return restored, step
-  if errors:
+  if failures:
     # One line: the command line prints it as the run's only error message.
     raise CheckpointError(
         'No checkpoint in {} can be restored: {}. Move the damaged folders away to start '
-        'afresh, or point --workdir elsewhere.'.format(manager.directory, '; '.join(errors)))
+        'afresh, or point --workdir elsewhere.'.format(manager.directory, '; '.join(failures)))
   return target, None

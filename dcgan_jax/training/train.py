@@ -292,6 +292,7 @@ class _Outputs:
       self.evaluator = make_evaluator(config)
       self.reference = reference_stats(self.evaluator, config)
       self.best_manager = checkpoints.create_manager(workdir, 'best', config)
+      checkpoints.check_writable(self.best_manager)
 
   def wants_eval(self, step, is_last):
     every = self.config.eval_every_steps
@@ -345,6 +346,7 @@ def _train(config, workdir):
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   manager = checkpoints.create_manager(workdir, 'latest', config)
+  checkpoints.check_writable(manager)
   loop = _loop_state(manager, config)
   workdir_lib.save_config(config, workdir)
   if loop.step:

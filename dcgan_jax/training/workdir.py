@@ -40,8 +40,11 @@ def lock(workdir):
     os.makedirs(workdir, exist_ok=True)
     handle = open(os.path.join(workdir, '.lock'), 'a+')  # pylint: disable=consider-using-with
   except OSError as e:
-    raise WorkdirError(f'--workdir {workdir} cannot be used ({e.strerror}): pass a folder '
-                       'this user can write.') from e
+    error = WorkdirError(f'--workdir {workdir} cannot be used ({e.strerror}): pass a folder '
+                         'this user can write.')
+    if errors.environment_os_error(e) is not None:
+      error.exit_code = errors.EnvironmentFailure.exit_code  # Read-only or full: not the input.
+    raise error from e
   try:
     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:
