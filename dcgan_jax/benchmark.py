@@ -13,6 +13,10 @@ extra) runs back to back with it, repeat by repeat, on as many threads as
 XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
 ratios JAX / torch, robust to the noise of a shared machine.
 
+--mode=loop times the whole training loop (`train.train_and_evaluate`: input
+pipeline, dispatch, metrics, logs; no evaluation) against the bare step,
+back to back, and reports `host_overhead_share`; try it with
+--config.steps_per_call=N (several steps a device call).
 --mode=input times `input_pipeline.create_train_iter(config)` alone; on a folder
 dataset (`--config.dataset=folder --config.data_dir=PATH`) it reports the first
 epoch (decoding into a fresh cache) and later epochs apart.
@@ -41,7 +45,7 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file (configs/
 flags.DEFINE_integer('steps', 20, 'Steps (batches) per timed repeat.')
 flags.DEFINE_integer('repeats', 3, 'Timed repeats; images/s is their median.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_enum('mode', 'train', ['train', 'input', 'inception', 'time_to_quality'],
+flags.DEFINE_enum('mode', 'train', ['train', 'loop', 'input', 'inception', 'time_to_quality'],
                   'What to time.')
 flags.DEFINE_float('target_fid', None, 'time_to_quality: the FID to reach; default the best FID '
                    'both implementations reach.')
@@ -102,10 +106,12 @@ def _train_setup(config):
   keys = [jax.random.PRNGKey(c.seed + 1) for c in configs]
   # A synthetic batch, laid out as the input pipeline's (one slice per device,
   # [devices, K, per_device, ...] with replicas).
-  batch_shape = (num_devices, per_device, *shape)
+  steps_per_call = config.get('steps_per_call', 1)
+  batch_shape = (per_device, *shape) if steps_per_call == 1 else (steps_per_call, per_device, *shape)
   if config.num_seeds > 1:
     states, keys = [tuple(replicas.stack(parts) for parts in zip(*states))], [replicas.stack(keys)]
-    batch_shape = (num_devices, config.num_seeds, per_device, *shape)
+    batch_shape = (config.num_seeds, *batch_shape)
+  batch_shape = (num_devices, *batch_shape)
   state = list(jax_utils.replicate(tuple(states[0])))
   key = jax_utils.replicate(keys[0])
   images = jax.random.uniform(jax.random.PRNGKey(1), batch_shape, minval=-1.0, maxval=1.0)
@@ -159,7 +165,8 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   run(warmup)
   torch_step = _torch_step(config, warmup, torch_threads) if torch_reference else None
   jax_rates, torch_rates = [], []
-  images_per_step = config.batch_size * config.num_seeds  # Summed over replicas.
+  # Summed over replicas; a call is steps_per_call steps.
+  images_per_step = config.batch_size * config.num_seeds * config.get('steps_per_call', 1)
   for _ in range(repeats):
     jax_rates.append(images_per_step * steps / run(steps))
     if torch_step is not None:
@@ -168,6 +175,37 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   if torch_rates:
     result.update(_torch_result(config, jax_rates, torch_rates))
   return result
+
+
+def _timed_training(config, num_steps):
+  """Wall seconds of train_and_evaluate for `num_steps` steps in a new workdir."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  config = config.copy_and_resolve_references()
+  config.num_train_steps = num_steps
+  with tempfile.TemporaryDirectory() as workdir:
+    t = time.perf_counter()
+    train.train_and_evaluate(config, workdir)
+    return time.perf_counter() - t
+
+
+def benchmark_loop(config, steps, repeats, warmup):
+  """The training loop's steps/s against the bare step's, back to back: the host overhead.
+
+  The loop's rate comes from two runs of `train_and_evaluate` that differ only
+  in length (`steps` and 2 `steps`): their difference is `steps` steps of the
+  steady loop (input pipeline, dispatch, metrics, logs), start-up and the final
+  save cancelling out. No evaluation; samples and checkpoints at the end only.
+  """
+  config = config.copy_and_resolve_references()
+  config.eval_num_samples = 0
+  config.sample_every_steps = config.checkpoint_every_steps = 2 * steps
+  bare = benchmark_train(config, steps // config.get('steps_per_call', 1), repeats, warmup)
+  loop_seconds = [_timed_training(config, 2 * steps) - _timed_training(config, steps)
+                  for _ in range(repeats)]
+  loop_rate = config.batch_size * config.num_seeds * steps / float(np.median(loop_seconds))
+  return {**bare, 'mode': 'loop', 'loop_images_per_sec': round(loop_rate, 2),
+          'host_overhead_share': round(1.0 - loop_rate / bare['images_per_sec'], 3)}
 
 
 def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
@@ -193,7 +231,8 @@ def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
       'repeats': repeats,
       'xla_flags': os.environ.get('XLA_FLAGS', ''),
   }
-  images_per_step = config.batch_size * config.num_seeds
+  images_per_step = config.batch_size * config.num_seeds * config.get('steps_per_call', 1)
+  result['steps_per_call'] = config.get('steps_per_call', 1)
   result['step_ms'] = round(1e3 * images_per_step / result['images_per_sec'], 2)
   if gflop is not None:
     result['achieved_gflop_per_sec'] = round(
@@ -384,6 +423,8 @@ def main(argv):
     from dcgan_jax import time_to_quality  # pylint: disable=g-import-not-at-top
     result = time_to_quality.benchmark_time_to_quality(config, FLAGS.torch_threads,
                                                        FLAGS.target_fid, FLAGS.curve_png)
+  elif FLAGS.mode == 'loop':
+    result = benchmark_loop(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
   elif FLAGS.mode == 'inception':
     result = benchmark_inception(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                                  FLAGS.torch_reference, FLAGS.torch_threads)

@@ -316,6 +316,24 @@ def _validate_loop(c):
   c.choice('divergence', divergence.POLICIES)
   c.integer('max_rollbacks', minimum=0)
   c.integer('debug_nan_at_step', minimum=-1)
+  _validate_steps_per_call(c)
+
+
+# The steps at which the loop acts: each must fall on the end of a device call.
+_EVENT_INTERVALS = ('num_train_steps', 'log_every_steps', 'sample_every_steps',
+                    'checkpoint_every_steps', 'eval_every_steps')
+
+
+def _validate_steps_per_call(c):
+  steps_per_call = c.integer('steps_per_call', minimum=1)
+  if steps_per_call is _MISSING or steps_per_call == 1:
+    return
+  for path in _EVENT_INTERVALS:
+    every = c.get(path)
+    if _is_int(every) and every > 0 and every % steps_per_call:
+      _fail('steps_per_call', steps_per_call,
+            f'must divide config.{path} = {every}, so that logs, samples, checkpoints and '
+            'evaluations land on the same steps as with one step a call.')
 
 
 def _validate_optim(c):

@@ -274,15 +274,26 @@ def create_train_iter(config, start_step: int = 0, replica_configs=None) -> Iter
   With `replica_configs` (one single-seed config per replica of a
   config.num_seeds > 1 run) the batches are [devices, K, per_device, H, W, C]:
   replica i reads the data in the order of its own config (its own seed),
-  exactly as the single run of that config would.
+  exactly as the single run of that config would. With config.steps_per_call
+  = n > 1 each element holds the batches of n consecutive steps, on an axis
+  before per_device: [devices, (K,) n, per_device, H, W, C].
   """
+  steps_per_call = config.get('steps_per_call', 1)
+
+  def dataset(c):
+    ds = create_train_dataset(c, start_step, builder)
+    if steps_per_call == 1:
+      return ds
+    return ds.batch(steps_per_call, drop_remainder=True).map(
+        lambda b: {'image': tf.experimental.numpy.moveaxis(b['image'], 0, 1)})
+
+  builder = None
   if not replica_configs:
-    ds = create_train_dataset(config, start_step)
+    ds = dataset(config)
   else:
     builder = (get_builder(config.dataset, config.data_dir)
                if datasets.get_spec(config.dataset).source == 'tfds' else None)  # (folder: none)
-    per_replica = tuple(create_train_dataset(c, start_step, builder) for c in replica_configs)
-    ds = tf.data.Dataset.zip(per_replica).map(
+    ds = tf.data.Dataset.zip(tuple(dataset(c) for c in replica_configs)).map(
         lambda *batches: {'image': tf.stack([b['image'] for b in batches], axis=1)})
   return prefetch_to_device(ds, config.prefetch_to_device)
 

@@ -273,14 +273,41 @@ def make_p_train_step(config):
   a grouped conv, which runs about twice slower than K plain ones, and
   `lax.map` over replicas slower still; measured in the note of the change).
   Either way the collectives average over devices only, never across replicas.
+
+  With config.steps_per_call = n > 1 one call runs n steps (`scanned`): the
+  batch has an axis of n before per_device ([n, B, ...], [K, n, B, ...] with
+  replicas) and each metric one value per step on its last axis.
   """
   step = functools.partial(train_step, config=config)
+  if config.get('steps_per_call', 1) > 1:
+    step = scanned(step)
   if config.num_seeds == 1:
     return jax.pmap(step, axis_name='batch', donate_argnums=(0, 1))
   if replica_loop(config) == 'vmap':
     return jax.pmap(jax.vmap(step), axis_name='batch', donate_argnums=(0, 1))
   return _host_replica_loop(jax.pmap(step, axis_name='batch', donate_argnums=(0, 1)),
                             config.num_seeds)
+
+
+def scanned(step):
+  """step(g_state, d_state, batch, key) over a leading axis of batches, as one lax.scan.
+
+  The scan body is the same step, so n steps of one call give the numbers of n
+  calls of one step, to float32 rounding: XLA compiles a loop body on its own
+  terms (tests/training/steps_per_call_test.py). The host dispatches once per
+  n steps.
+  """
+
+  def steps(g_state, d_state, batches, key):
+    def body(states, batch):
+      g_state, d_state, metrics = step(*states, batch, key)
+      return (g_state, d_state), metrics
+
+    (g_state, d_state), metrics = lax.scan(body, (g_state, d_state), batches)
+    # Steps last, so that a replica axis stays first (metrics [K, n] with replicas).
+    return g_state, d_state, jax.tree.map(lambda m: jnp.moveaxis(m, 0, -1), metrics)
+
+  return steps
 
 
 def _host_replica_loop(p_step, num_replicas):

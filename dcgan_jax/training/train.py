@@ -235,25 +235,39 @@ def _poison(batch):
   return jax.pmap(lambda b: jax.tree.map(lambda x: x * jnp.nan, b))(batch)
 
 
-def _train_one_step(loop, p_train_step, config):
-  loop.step += 1
+def _train_one_call(loop, p_train_step, config):
+  """config.steps_per_call steps (one device call)."""
+  first = loop.step + 1
+  loop.step += config.steps_per_call
   with jax.profiler.StepTraceAnnotation('train', step_num=loop.step):
     batch = next(loop.train_iter)
-    if loop.step == config.debug_nan_at_step and loop.rollbacks == 0:
+    if first <= config.debug_nan_at_step <= loop.step and loop.rollbacks == 0:
       batch = _poison(batch)  # Once: a rolled-back run gets past it.
     loop.g_state, loop.d_state, metrics = p_train_step(
         loop.g_state, loop.d_state, batch, loop.step_key)
   loop.metrics.append(metrics)
 
 
-def _write_train_metrics(writer, loop):
+def _per_step(fetched, name, steps_per_call):
+  """Metric `name` of every step since the last log, [steps] or [steps, K], in step order.
+
+  The mean over them is then the same sum in the same order whatever
+  config.steps_per_call is (one call's metrics hold its steps on the last axis).
+  """
+  values = [np.asarray(m[name][0]) for m in fetched]
+  if steps_per_call == 1:
+    return np.stack(values)
+  return np.concatenate([np.moveaxis(v, -1, 0) for v in values])
+
+
+def _write_train_metrics(writer, loop, steps_per_call):
   """Writes the mean metrics since the last log; returns the names of non-finite ones.
 
   The only host sync of the loop outside evaluation and checkpoints.
   """
   fetched = jax.device_get(loop.metrics)
   # Device 0's copy (all devices hold the same means); with replicas, one value each.
-  means = {k: np.mean([np.asarray(m[k][0]) for m in fetched], axis=0) for k in fetched[0]}
+  means = {k: np.mean(_per_step(fetched, k, steps_per_call), axis=0) for k in fetched[0]}
   if all(v.ndim == 0 for v in means.values()):
     summary = {k: float(v) for k, v in means.items()}
   else:
@@ -354,13 +368,16 @@ def _train(config, workdir):
   else:
     writer.write_hparams(flax.traverse_util.flatten_dict(config.to_dict(), sep='.'))
   p_train_step = gan_step.make_p_train_step(config)
+  if config.steps_per_call > 1 and jax.default_backend() == 'cpu':
+    logging.warning('steps_per_call=%d on CPU: XLA:CPU runs the scanned step about 14x slower '
+                    'than single steps (README, "Speed"); 1 is faster here.', config.steps_per_call)
   outputs = _Outputs(config, workdir, writer, manager, loop.g_state)
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_train_steps, writer=writer)
   logging.info('Training from step %d to %d.', loop.step, config.num_train_steps)
   with preemption.StopSignals() as stop:
     while loop.step < config.num_train_steps:
-      _train_one_step(loop, p_train_step, config)
+      _train_one_call(loop, p_train_step, config)
       report_progress(loop.step)
       step = loop.step
       is_last = step == config.num_train_steps
@@ -369,7 +386,8 @@ def _train(config, workdir):
       stopping = stop.should_stop(step, sync=is_log_step) and not is_last
       wants_eval = outputs.wants_eval(step, is_last)
       wants_checkpoint = step % config.checkpoint_every_steps == 0 or is_last or stopping
-      diverged = ', '.join(_write_train_metrics(writer, loop)) if is_log_step else ''
+      diverged = (', '.join(_write_train_metrics(writer, loop, config.steps_per_call))
+                  if is_log_step else '')
       if not diverged and (wants_checkpoint or wants_eval) and not divergence.states_are_finite(
           (loop.g_state, loop.d_state)):
         diverged = 'the parameters'
