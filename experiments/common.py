@@ -54,12 +54,16 @@ def budget_overrides(num_steps, num_evals=4, num_samples=2, num_logs=40):
           'log_every_steps': max(1, min(50, num_steps // num_logs))}
 
 
-def cpu_config(num_steps, image_size=28):
-  """Small widths, the offline digits and the digit-classifier FID: minutes on 2 cores."""
+def cpu_config(num_steps, image_size=28, batch_size=64):
+  """Small widths, the offline digits and the digit-classifier FID: minutes on 2 cores.
+
+  Batch 64 (half the studies' 128): on 2 cores it trains more images a second
+  than batch 32 (less host work per image), and it is closer to the studies.
+  """
   config = default.get_config()
   config.dataset = CPU_DATASET
   config.image_size = image_size  # 32 pads the 28 px digits, for 32 px architectures.
-  config.batch_size = 32
+  config.batch_size = batch_size
   config.shuffle_buffer_size = 5_000
   config.eval_feature_extractor = 'digits'
   config.eval_num_samples = 1_000

@@ -26,6 +26,7 @@ from absl import logging
 import numpy as np
 
 from experiments import common
+from experiments import verdicts
 
 STUDIES = ('000', '001', '002', '003', '004')
 
@@ -581,10 +582,12 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
            'Final values are those of the last logged step; best_fid is the lowest FID of the '
            'evaluations during training. wall_time_s covers training and its evaluations; '
            'steps_per_s is the training loop\'s own measure.',
+           'Verdicts (Welch over seeds): [verdicts.md](verdicts.md). '
            'Figures: ' + ', '.join(f'[{f}](figures/{f}.png)' for f in (
                'fid', 'losses', 'd_accuracy', 'samples')) + '. Per-run reports: ' +
            ', '.join(f'[{n}](runs/{n}/report/report.md)' for n in workdirs) + '.']
   write_results(study_dir, rows, varied, extra, title=f'Study {study.TITLE}', notes=notes)
+  verdicts.write_verdicts(study_dir, study)
   logging.info('Study %s (%s scale): %d runs collected in %.0f s; results in %s.', study_id,
                scale, len(rows), time.time() - study_start, study_dir)
   return rows

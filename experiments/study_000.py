@@ -26,9 +26,13 @@ def stabilisers(num_steps, ema_decay):
   }
 
 
+# Pairs of runs the verdicts compare (experiments/verdicts.py).
+COMPARISONS = (('relu_sym', 'elu_sym'), ('relu_asym', 'elu_asym'),
+               ('relu_sym', 'relu_asym'), ('elu_sym', 'elu_asym'))
+
 def base_config(scale):
   if scale == 'cpu':
-    config = common.cpu_config(CPU_STEPS)
+    config = common.cpu_config(CPU_STEPS, batch_size=32)
   else:
     config = common.full_config('cifar10', 32, 128, CIFAR_STEPS)
   config.model.arch = 'dcgan'

@@ -3,7 +3,8 @@
 from experiments import common
 
 TITLE = '001: small DCGAN modifications (MNIST clustering, CelebA FID)'
-CPU_STEPS = 400
+# 4,700 steps of batch 64: 300,800 images, the study's 5 MNIST epochs.
+CPU_STEPS = 4_700
 MNIST_STEPS = common.epochs_to_steps('mnist', 5, 128)  # 5 epochs, batch 128 assumed: 2,344.
 CELEBA_STEPS = common.epochs_to_steps('celeb_a', 5, 128)  # 5 epochs of the train split: 6,360.
 
@@ -26,6 +27,10 @@ def face_variants(attention_res):
       ('layernorm', {'model.g_norm': 'layer', 'model.d_norm': 'layer'}),
   )
 
+
+# Each change against the baseline (experiments/verdicts.py).
+COMPARISONS = tuple(('baseline', name) for name in (
+    'beta1_0.3', 'lr_2e-4', 'hinge', 'self_attention', 'silu', 'layernorm'))
 
 def base_config(scale):
   if scale == 'cpu':

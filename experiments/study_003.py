@@ -3,7 +3,9 @@
 from experiments import common
 
 TITLE = '003: SN-DCGAN on CIFAR-10 at three learning rates'
-CPU_STEPS = 600
+# 2,000 steps of batch 64 (128,000 images): what fits the five studies in about
+# two hours on 2 cores (experiments/README.md, wall times).
+CPU_STEPS = 2_000
 # 100 epochs of the 50,000 CIFAR-10 training images per learning rate, batch 128.
 EPOCH_STEPS = common.epochs_to_steps('cifar10', 100, 128)
 
@@ -15,6 +17,10 @@ SN_DCGAN = {'model.arch': 'dcgan', 'model.spectral_norm': True, 'model.d_norm': 
             'loss.type': 'non_saturating', 'optim.g_b1': 0.5, 'optim.d_b1': 0.5,
             'optim.g_b2': 0.999, 'optim.d_b2': 0.999}
 
+
+# Neighbouring rates, and the schedule against its first rate (experiments/verdicts.py).
+COMPARISONS = (('lr_1e-4', 'lr_1e-5'), ('lr_1e-5', 'lr_1e-6'), ('lr_1e-4', 'lr_1e-6'),
+               ('lr_1e-4', 'schedule_1e-4_1e-5_1e-6'))
 
 def base_config(scale):
   if scale == 'cpu':

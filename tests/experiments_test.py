@@ -161,3 +161,24 @@ def test_welch_verdict_follows_scipy_and_the_stated_rule():
   assert common.welch_verdict(low, high, lower_is_better=False)[0] == 'b'
   # Means apart but within the noise of three seeds: no verdict.
   assert common.welch_verdict([10.0, 30.0, 20.0], [22.0, 12.0, 32.0])[0] == 'not resolved'
+
+
+def test_verdicts_table_from_per_seed_values(tmp_path):
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  from experiments import verdicts  # pylint: disable=g-import-not-at-top
+  seeds = {'a': {'fid': (10.0, 11.0, 12.0), 'is': (5.0, 5.1, 4.9), 'd_acc_fake': (0.9, 0.8, 0.7)},
+           'b': {'fid': (20.0, 21.5, 19.0), 'is': (5.0, 4.8, 5.3), 'd_acc_fake': (0.5, 0.6, 0.4)}}
+  with open(tmp_path / 'results.csv', 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['run', 'fid', 'fid_seeds', 'is', 'is_seeds', 'd_acc_fake_seeds'])
+    for name, values in seeds.items():
+      writer.writerow([name, 0, str(values['fid']), 0, str(values['is']),
+                       str(values['d_acc_fake'])])
+  study = type('Study', (), {'TITLE': 'test', 'COMPARISONS': (('a', 'b'), ('a', 'absent'))})
+  text = open(verdicts.write_verdicts(str(tmp_path), study)).read()
+  rows = {line.split(' | ')[1]: line for line in text.splitlines() if line.startswith('| a vs b')}
+  assert sorted(rows) == ['d_acc_fake', 'fid', 'is']
+  p_fid = stats.ttest_ind(seeds['a']['fid'], seeds['b']['fid'], equal_var=False).pvalue
+  assert f'| {p_fid:.2g} | **a** better |' in rows['fid']
+  assert rows['is'].endswith('| not resolved |')
+  assert rows['d_acc_fake'].endswith('| b lower |')  # No better or worse for D accuracy.
