@@ -1,5 +1,6 @@
 """One run per workdir; a resume with another model names the fields that differ."""
 
+import errno
 import fcntl
 import os
 
@@ -50,3 +51,13 @@ def test_a_workdir_that_is_a_file_is_a_one_line_error(config, tmp_path):
   with pytest.raises(workdir.WorkdirError, match='cannot be used') as e:
     train.train_and_evaluate(config, str(path))
   assert '\n' not in str(e.value) and e.value.exit_code == 2
+
+
+def test_a_read_only_workdir_is_a_one_line_environment_error(config, tmp_path, monkeypatch):
+  def read_only(*unused_args, **unused_kwargs):
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+  monkeypatch.setattr(workdir.os, 'makedirs', read_only)
+  with pytest.raises(workdir.WorkdirError, match='Read-only file system') as e:
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert '\n' not in str(e.value) and e.value.exit_code == 1
