@@ -7,7 +7,6 @@ set), 1 for an environment that failed the run (a full disk, a read-only
 folder, a diverged run). Anything else is a bug and keeps its traceback.
 """
 
-
 import errno
 import logging
 import os
@@ -30,7 +29,8 @@ def one_line(error):
 
 
 # What each failed write of the environment asks the user to do.
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC: 'free space on that disk', errno.EDQUOT: 'free space on that disk',
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC: 'free space on that disk',
+                       errno.EDQUOT: 'free space on that disk',
                        errno.EROFS: 'make that folder writable',
                        errno.EACCES: 'make that folder writable',
                        errno.EPERM: 'make that folder writable'}

@@ -20,9 +20,12 @@ def latest_sample_grid(workdir):
   """The sample PNG with the highest step number in workdir/samples, or None.
 
   The step is the last integer in the file name (e.g. samples/step_002000.png);
-  names without one fall back to modification time.
+  names without one fall back to modification time. With replicas the grid of
+  samples/ itself (a row of every seed) wins over the per-seed ones in
+  samples/replica_i/, which are read only when samples/ has none.
   """
-  paths = glob.glob(os.path.join(workdir, 'samples', '**', '*.png'), recursive=True)
+  paths = (glob.glob(os.path.join(workdir, 'samples', '*.png')) or
+           glob.glob(os.path.join(workdir, 'samples', '**', '*.png'), recursive=True))
   if not paths:
     return None
 

@@ -25,8 +25,8 @@ states are per-process arrays, which orbax refuses, while numpy values are
 written once, by process 0, and read by every process.
 """
 
-import hashlib
 import contextlib
+import hashlib
 import json
 import logging as py_logging
 import os
@@ -134,7 +134,7 @@ def _quiet_orbax_errors():
 
 
 def _write_error(error, what, directory):
-  """CheckpointWriteError for an exception of a write under `directory`; None if not a full disk etc."""
+  """CheckpointWriteError for a failed write under `directory`; None if not a full disk etc."""
   os_error = errors.environment_os_error(error)
   if os_error is None:
     return None

@@ -26,6 +26,10 @@ def test_latest_sample_grid_goes_by_step(tmp_path):
     images_lib.save_image(np.zeros((4, 4, 3), np.uint8), str(tmp_path / 'samples' /
                                                               f'step_{step}.png'))
   assert report.latest_sample_grid(str(tmp_path)).endswith('step_10000.png')
+  # With replicas: the grid with a row of every seed, not one seed's written later.
+  images_lib.save_image(np.zeros((4, 4, 3), np.uint8),
+                        str(tmp_path / 'samples' / 'replica_2' / 'step_10000.png'))
+  assert report.latest_sample_grid(str(tmp_path)) == str(tmp_path / 'samples' / 'step_10000.png')
 
 
 def test_write_report_has_metrics_and_working_image_links(tmp_path, generate_fn):
