@@ -278,14 +278,20 @@ def kill_when(process, workdir, condition, sig, timeout=300):
   A deliberate race against the run (for instance, to kill it in the middle of an
   orbax save): no log line marks such moments, so the folder is polled, and the
   assertions of the test hold wherever the kill lands (KILL_POINTS records it).
-  The poll interval decides only how finely the moment is hit, never a result.
+  Between looks it waits on the process itself (its exit ends the wait at once),
+  never a blind sleep; the 2 ms bound decides only how finely the moment is hit,
+  never a result.
   """
   deadline = time.monotonic() + timeout
-  while process.poll() is None and time.monotonic() < deadline:
+  while time.monotonic() < deadline:
     if condition(checkpoint_entries(workdir)):
       process.send_signal(sig)
       break
-    time.sleep(0.002)
+    try:
+      process.wait(timeout=0.002)
+      break  # The run ended before the moment came; the assertions say so.
+    except subprocess.TimeoutExpired:
+      pass
   _, stderr = process.communicate(timeout=timeout)
   return stderr
 
