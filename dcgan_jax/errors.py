@@ -57,11 +57,11 @@ def environment_os_error(error):
   return None
 
 
-def write_failure(os_error, what, where=None):
-  """An EnvironmentFailure saying that `what` could not be written, why, and what to do."""
+def write_failure(os_error, what, where=None, error_class=EnvironmentFailure):
+  """An `error_class` saying that `what` could not be written, why, and what to do."""
   where = where or os_error.filename
   place = f' in {where}' if where else ''
-  return EnvironmentFailure(
+  return error_class(
       f'Cannot write {what}{place}: {os_error.strerror}. Checkpoints saved before are '
       f'intact; {_ENVIRONMENT_ERRNOS[os_error.errno]}, or point --workdir elsewhere, and run '
       'the same command to resume.')

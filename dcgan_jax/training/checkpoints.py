@@ -87,17 +87,6 @@ def create_manager(workdir, which='latest', config=None):
   return manager
 
 
-class _DropOrbaxErrorLogs(py_logging.Filter):
-  """Drops orbax's error records (a traceback per writer thread) while a save runs.
-
-  A failed save is reported once, by `save`'s exception; anything else raises
-  with its traceback.
-  """
-
-  def filter(self, record):
-    return not (record.levelno >= py_logging.ERROR and 'orbax' in record.pathname)
-
-
 def _ignore_closed_loop_callbacks():
   """Stops tensorstore's late callbacks after a failed save or read printing tracebacks.
 
@@ -123,8 +112,12 @@ def _ignore_closed_loop_callbacks():
 
 @contextlib.contextmanager
 def _quiet_orbax_errors():
-  """Orbax's own error logs silenced; its exceptions still raise."""
-  log_filter = _DropOrbaxErrorLogs()
+  """Orbax's worker-thread logs of a full disk or forbidden folder dropped; they still raise.
+
+  The entry points install the same filter for the whole run (`cli.run`); this
+  scope gives library users (notebooks) the one error without the log storm.
+  """
+  log_filter = errors.DropEnvironmentErrorLogs()
   logger = py_logging.getLogger('absl')
   logger.addFilter(log_filter)
   try:
@@ -138,7 +131,7 @@ def _write_error(error, what, directory):
   os_error = errors.environment_os_error(error)
   if os_error is None:
     return None
-  return CheckpointWriteError(str(errors.write_failure(os_error, what, directory)))
+  return errors.write_failure(os_error, what, directory, error_class=CheckpointWriteError)
 
 
 def check_writable(manager):
