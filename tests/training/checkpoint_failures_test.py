@@ -12,6 +12,7 @@ import subprocess
 import sys
 import types
 
+from absl import flags
 from clu import asynclib
 import numpy as np
 import pytest
@@ -103,25 +104,25 @@ def test_closed_loop_callbacks_are_silent_and_other_unraisables_are_not(monkeypa
     # clu's asynchronous metric writer re-raises its thread's error wrapped.
     asynclib.AsyncError('Error occurred ASYNCHRONOUSLY.'),
 ], ids=['OSError', 'clu.AsyncError'])
-def test_the_cli_prints_a_full_disk_anywhere_as_one_line(raised, capsys):
+def test_the_cli_prints_a_full_disk_anywhere_as_one_line(raised, capsys, no_flags):
   if isinstance(raised, asynclib.AsyncError):
     raised.__cause__ = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
   def main(unused_argv):
     raise raised
 
-  with pytest.raises(SystemExit) as e, _argv(['prog']):
+  with pytest.raises(SystemExit) as e:
     cli.run(main)
   assert e.value.code == 1
   err = capsys.readouterr().err
   assert err.count('\n') == 1 and 'No space left on device' in err and 'Traceback' not in err
 
 
-def test_a_bug_keeps_its_traceback_in_the_cli():
+def test_a_bug_keeps_its_traceback_in_the_cli(no_flags):
   def main(unused_argv):
     raise KeyError('a bug')
 
-  with pytest.raises(KeyError), _argv(['prog']):
+  with pytest.raises(KeyError):
     cli.run(main)
 
 
@@ -138,14 +139,21 @@ def test_worker_thread_logs_of_a_full_disk_are_dropped():
   assert log_filter.filter(record(None))
 
 
-@contextlib.contextmanager
-def _argv(argv):
-  saved = sys.argv
-  sys.argv = argv
-  try:
-    yield
-  finally:
-    sys.argv = saved
+@pytest.fixture
+def no_flags(monkeypatch):
+  """cli.run without flag parsing: absl's flags are process-global, and another test's import
+  of dcgan_jax.main (in the same pytest worker) makes --config required."""
+  was_parsed = flags.FLAGS.is_parsed()
+
+  def parse_no_flags(argv):
+    flags.FLAGS.mark_as_parsed()
+    return argv
+
+  monkeypatch.setattr(cli, 'parse_flags', parse_no_flags)
+  monkeypatch.setattr(sys, 'argv', ['prog'])
+  yield
+  if not was_parsed:
+    flags.FLAGS.unparse_flags()
 
 
 def _mount(args, target):
