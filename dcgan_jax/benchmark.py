@@ -14,9 +14,10 @@ XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
 ratios JAX / torch, robust to the noise of a shared machine.
 
 --mode=loop times the whole training loop (`train.train_and_evaluate`: input
-pipeline, dispatch, metrics, logs; no evaluation) against the bare step,
-back to back, and reports `host_overhead_share`; try it with
---config.steps_per_call=N (several steps a device call).
+pipeline, dispatch, metrics, logs; no evaluation) over `steps` steady steps
+against the bare step before and after it, and reports `host_overhead_share`;
+try it with --steps=2000, and with --config.steps_per_call=N (several steps a
+device call).
 --mode=input times `input_pipeline.create_train_iter(config)` alone; on a folder
 dataset (`--config.dataset=folder --config.data_dir=PATH`) it reports the first
 epoch (decoding into a fresh cache) and later epochs apart.
@@ -177,35 +178,53 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   return result
 
 
-def _timed_training(config, num_steps):
-  """Wall seconds of train_and_evaluate for `num_steps` steps in a new workdir."""
+def _loop_rate(config, steps):
+  """Images/s of the steady training loop, timed inside one `train_and_evaluate`.
+
+  The clock runs from the second log step (compilation and the input
+  pipeline's start-up are behind it) to the log step before the last (the
+  final sample grid and checkpoint come after it), over at least `steps`
+  steps. At log steps the loop has fetched that step's metrics, so the devices
+  are done with it: the interval is exact, whatever runs asynchronously.
+  """
   import tempfile  # pylint: disable=g-import-not-at-top
   from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  every = config.log_every_steps
+  first, last = 2 * every, 2 * every + -(-steps // every) * every
   config = config.copy_and_resolve_references()
-  config.num_train_steps = num_steps
+  config.num_train_steps = last + every
+  config.sample_every_steps = config.checkpoint_every_steps = config.num_train_steps
+  times = {}
+
+  def clock(step):
+    if step in (first, last):
+      times[step] = time.perf_counter()
+
   with tempfile.TemporaryDirectory() as workdir:
-    t = time.perf_counter()
-    train.train_and_evaluate(config, workdir)
-    return time.perf_counter() - t
+    train.train_and_evaluate(config, workdir, hooks=(clock,))
+  return config.batch_size * config.num_seeds * (last - first) / (times[last] - times[first])
 
 
 def benchmark_loop(config, steps, repeats, warmup):
-  """The training loop's steps/s against the bare step's, back to back: the host overhead.
+  """The training loop's images/s against the bare step's, back to back: the host overhead.
 
-  The loop's rate comes from two runs of `train_and_evaluate` that differ only
-  in length (`steps` and 2 `steps`): their difference is `steps` steps of the
-  steady loop (input pipeline, dispatch, metrics, logs), start-up and the final
-  save cancelling out. No evaluation; samples and checkpoints at the end only.
+  The bare step (`benchmark_train`, `repeats` x up to 200 steps) runs before
+  and after one training run timed over `steps` steady steps (`_loop_rate`:
+  input pipeline, dispatch, metrics, logs; no evaluation), and the loop is
+  compared with the mean of the two.
   """
   config = config.copy_and_resolve_references()
   config.eval_num_samples = 0
-  config.sample_every_steps = config.checkpoint_every_steps = 2 * steps
-  bare = benchmark_train(config, steps // config.get('steps_per_call', 1), repeats, warmup)
-  loop_seconds = [_timed_training(config, 2 * steps) - _timed_training(config, steps)
-                  for _ in range(repeats)]
-  loop_rate = config.batch_size * config.num_seeds * steps / float(np.median(loop_seconds))
-  return {**bare, 'mode': 'loop', 'loop_images_per_sec': round(loop_rate, 2),
-          'host_overhead_share': round(1.0 - loop_rate / bare['images_per_sec'], 3)}
+  bare_steps = max(1, min(steps, 200) // config.get('steps_per_call', 1))
+  before = benchmark_train(config, bare_steps, repeats, warmup)
+  loop_rate = _loop_rate(config, steps)
+  after = benchmark_train(config, bare_steps, repeats, warmup)
+  bare_rate = (before['images_per_sec'] + after['images_per_sec']) / 2
+  return {**before, 'mode': 'loop', 'images_per_sec': round(bare_rate, 2),
+          'bare_images_per_sec_before_after': [before['images_per_sec'],
+                                               after['images_per_sec']],
+          'loop_images_per_sec': round(loop_rate, 2), 'loop_steps_timed': steps,
+          'host_overhead_share': round(1.0 - loop_rate / bare_rate, 3)}
 
 
 def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):

@@ -29,6 +29,16 @@ def test_train_mode_prints_one_json_line():
   assert result['local_device_count'] == 1 and result['steps'] == 2 and result['repeats'] == 2
 
 
+def test_loop_mode_times_the_loop_against_the_bare_step():
+  result = _run_benchmark('--mode=loop', '--steps=4', '--repeats=1', '--warmup=1')
+  assert result['mode'] == 'loop' and result['loop_steps_timed'] == 4
+  before, after = result['bare_images_per_sec_before_after']
+  assert result['images_per_sec'] == round((before + after) / 2, 2)
+  assert result['loop_images_per_sec'] > 0
+  assert abs(result['host_overhead_share'] -
+             (1 - result['loop_images_per_sec'] / result['images_per_sec'])) < 2e-3
+
+
 def test_time_to_quality_mode_reports_both_curves(tmp_path):
   import pytest  # pylint: disable=g-import-not-at-top
   pytest.importorskip('torch')

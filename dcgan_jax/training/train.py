@@ -336,7 +336,7 @@ class _Outputs:
     self.writer.flush()
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, hooks=()):
   """Trains for config.num_train_steps, resuming from workdir's latest checkpoint.
 
   SIGTERM/SIGINT stop the run after the current step with a checkpoint
@@ -346,16 +346,20 @@ def train_and_evaluate(config, workdir):
   One run at a time holds the workdir (`workdir.lock`), and a resume with a
   config of another model stops with the fields that differ.
 
+  `hooks` are called as hook(step) after each device call and its outputs
+  (like clu's periodic actions); at log steps the metrics have been fetched,
+  so the devices have finished that step (benchmark.py times the loop so).
+
   Returns:
     The final (g_state, d_state), unreplicated; their step is lower than
     config.num_train_steps when a signal stopped the run.
   """
   with workdir_lib.lock(workdir):
     workdir_lib.check_same_model(config, workdir)
-    return _train(config, workdir)
+    return _train(config, workdir, hooks)
 
 
-def _train(config, workdir):
+def _train(config, workdir, hooks):
   """train_and_evaluate, with the workdir held."""
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
@@ -395,6 +399,8 @@ def _train(config, workdir):
         loop = _rollback(loop, diverged, manager, config, workdir, writer)
         continue
       outputs.write(loop, is_last, wants_eval, wants_checkpoint, report_progress)
+      for hook in hooks:
+        hook(step)
       if stopping:
         logging.warning('Stopped by %s after step %d, with a checkpoint of it in %s; run the '
                         'same command to resume.', stop.received, step, manager.directory)

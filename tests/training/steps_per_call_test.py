@@ -52,12 +52,14 @@ def test_n_steps_a_call_equal_one_step_a_call_and_resume(config, tmp_path, num_s
   config.log_every_steps = 2
   config.sample_every_steps = 4
   config.checkpoint_every_steps = 4
-  runs = {}
+  runs, hooked = {}, {1: [], 2: []}
   for n in (1, 2):
     config.steps_per_call = n
     workdir = str(tmp_path / f'n{n}')
-    runs[n] = (train.train_and_evaluate(config, workdir), workdir)
+    runs[n] = (train.train_and_evaluate(config, workdir, hooks=(hooked[n].append,)), workdir)
   _assert_same_run(runs[1], runs[2])
+  # Hooks run once a device call, with the step it ended on.
+  assert hooked == {1: list(range(1, 9)), 2: [2, 4, 6, 8]}
   assert _outputs(runs[2][1])[0] == ['4', '8']
 
   # A run of 2 steps a call stopped at step 4 resumes to the same end.
