@@ -51,6 +51,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'loop', 'input', 'inception', 'time
 flags.DEFINE_float('target_fid', None, 'time_to_quality: the FID to reach; default the best FID '
                    'both implementations reach.')
 flags.DEFINE_string('curve_png', None, 'time_to_quality: where to write the FID-vs-seconds PNG.')
+flags.DEFINE_integer('runs', 1, 'time_to_quality: runs (seeds) of each implementation; '
+                     'the seconds reported are medians.')
 flags.DEFINE_bool('torch_reference', False,
                   'Also time the PyTorch reference step, interleaved, and report the ratio.')
 flags.DEFINE_integer('torch_threads', None, 'torch threads; default os.cpu_count().')
@@ -113,7 +115,7 @@ def _train_setup(config):
     states, keys = [tuple(replicas.stack(parts) for parts in zip(*states))], [replicas.stack(keys)]
     batch_shape = (config.num_seeds, *batch_shape)
   batch_shape = (num_devices, *batch_shape)
-  state = list(jax_utils.replicate(tuple(states[0])))
+  state = list(gan_step.replicate(tuple(states[0])))
   key = jax_utils.replicate(keys[0])
   images = jax.random.uniform(jax.random.PRNGKey(1), batch_shape, minval=-1.0, maxval=1.0)
   batch = {'image': jax.pmap(lambda x: x)(images)}  # Sharded over the devices once.
@@ -441,7 +443,8 @@ def main(argv):
   elif FLAGS.mode == 'time_to_quality':
     from dcgan_jax import time_to_quality  # pylint: disable=g-import-not-at-top
     result = time_to_quality.benchmark_time_to_quality(config, FLAGS.torch_threads,
-                                                       FLAGS.target_fid, FLAGS.curve_png)
+                                                       FLAGS.target_fid, FLAGS.curve_png,
+                                                       FLAGS.runs)
   elif FLAGS.mode == 'loop':
     result = benchmark_loop(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
   elif FLAGS.mode == 'inception':

@@ -36,6 +36,9 @@ from dcgan_jax.data import offline_mnist  # noqa: F401  (registers the offline_m
 TFDS_DOWNLOAD_HOST = 'storage.googleapis.com'
 # A process's shard is decoded once and kept in memory when it fits in this many bytes.
 IN_MEMORY_LIMIT_BYTES = 1 << 30
+# tf.data threads of the training batches (gathers and casts of decoded images:
+# cheap next to a train step), and batches they keep ready.
+PIPELINE_THREADS = 2
 
 
 class DatasetUnavailableError(errors.UserError):
@@ -177,7 +180,7 @@ def _global_order_batches(images, num_examples, config, start_step, global_batch
   ds = tf.data.Dataset.range(start_epoch, np.iinfo(np.int64).max).flat_map(epoch).skip(offset)
   ds = ds.batch(global_batch, drop_remainder=True)
   return ds.map(lambda indices: gather(indices[first:first + local_batch]),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+                num_parallel_calls=PIPELINE_THREADS, deterministic=True)
 
 
 def _process_shard_batches(images, num_examples, config, start_step, local_batch):
@@ -250,11 +253,15 @@ def create_train_dataset(config, start_step: int = 0, builder=None) -> tf.data.D
              config.image_size, channels)
     return {'image': tf.reshape(image, shape)}
 
-  ds = ds.map(to_device_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(to_device_batch, num_parallel_calls=PIPELINE_THREADS, deterministic=True)
   options = tf.data.Options()
   options.deterministic = True
-  options.threading.private_threadpool_size = 2
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  options.threading.private_threadpool_size = PIPELINE_THREADS
+  # No autotuner: with it, deleting the iterator at the end of a run (or a
+  # rollback) after a pause in reading, such as an evaluation, waited up to a
+  # minute for its model thread (47-59 s at the end of a 150 s quickstart run).
+  options.autotune.enabled = False
+  return ds.with_options(options).prefetch(PIPELINE_THREADS)
 
 
 def prefetch_to_device(ds: tf.data.Dataset, size: int) -> Iterator[dict]:

@@ -116,7 +116,17 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps=1e-6, imag_tol=1e-3):
 def polynomial_kernel(x, y, degree=3, gamma=None, coef0=1.0):
   """k(x, y) = (gamma x.y + coef0)^degree with gamma = 1 / d by default."""
   gamma = 1.0 / x.shape[1] if gamma is None else gamma
-  return (gamma * (x @ y.T) + coef0) ** degree
+  base = x @ y.T
+  base *= gamma
+  base += coef0
+  if degree != int(degree) or degree < 1:
+    return base ** degree
+  # An integer power as products, in place: numpy's ** takes pow() per element,
+  # and KID's 300 kernels of 1000 x 1000 were most of an evaluation's time.
+  out = base.copy()
+  for _ in range(int(degree) - 1):
+    out *= base
+  return out
 
 
 def mmd2_unbiased(x, y, kernel=polynomial_kernel):

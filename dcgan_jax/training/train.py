@@ -220,7 +220,7 @@ def _loop_state(manager, config, rollbacks=None):
   """The loop state at the latest intact checkpoint (or step 0), on the local devices."""
   g_state, d_state, step, saved_rollbacks, base_key = _restore_or_init(manager, config)
   rollbacks = saved_rollbacks if rollbacks is None else rollbacks
-  g_state, d_state = jax_utils.replicate((g_state, d_state))
+  g_state, d_state = gan_step.replicate((g_state, d_state))
   if config.num_seeds > 1:
     step_key = jax.vmap(lambda k: divergence.step_key(k, rollbacks))(base_key)
     train_iter = input_pipeline.create_train_iter(config, step, replica_configs(config))
