@@ -18,6 +18,10 @@ pipeline, dispatch, metrics, logs; no evaluation) over `steps` steady steps
 against the bare step before and after it, and reports `host_overhead_share`;
 try it with --steps=2000, and with --config.steps_per_call=N (several steps a
 device call).
+--mode=timeline trains the config as given (evaluations included) and reports
+where the run's wall time went: to the first device call (start-up and
+compilation), the second call, the median call, each call with an evaluation,
+and after the last call.
 --mode=input times `input_pipeline.create_train_iter(config)` alone; on a folder
 dataset (`--config.dataset=folder --config.data_dir=PATH`) it reports the first
 epoch (decoding into a fresh cache) and later epochs apart.
@@ -46,10 +50,11 @@ config_flags.DEFINE_config_file('config', None, 'Path to a config file (configs/
 flags.DEFINE_integer('steps', 20, 'Steps (batches) per timed repeat.')
 flags.DEFINE_integer('repeats', 3, 'Timed repeats; images/s is their median.')
 flags.DEFINE_integer('warmup', 2, 'Untimed steps after compilation.')
-flags.DEFINE_enum('mode', 'train', ['train', 'loop', 'input', 'inception', 'time_to_quality'],
+flags.DEFINE_enum('mode', 'train',
+                  ['train', 'loop', 'timeline', 'input', 'inception', 'time_to_quality'],
                   'What to time.')
 flags.DEFINE_float('target_fid', None, 'time_to_quality: the FID to reach; default the best FID '
-                   'both implementations reach.')
+                   'every run of both implementations reaches.')
 flags.DEFINE_string('curve_png', None, 'time_to_quality: where to write the FID-vs-seconds PNG.')
 flags.DEFINE_integer('runs', 1, 'time_to_quality: runs (seeds) of each implementation; '
                      'the seconds reported are medians.')
@@ -205,6 +210,38 @@ def _loop_rate(config, steps):
   with tempfile.TemporaryDirectory() as workdir:
     train.train_and_evaluate(config, workdir, hooks=(clock,))
   return config.batch_size * config.num_seeds * (last - first) / (times[last] - times[first])
+
+
+def benchmark_timeline(config):
+  """Where one whole run's wall time goes: start-up, the steady calls, evaluations, the end.
+
+  Trains the config as given (evaluations, samples and checkpoints included)
+  in a temporary workdir, with a hook clocking the end of every device call.
+  """
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  times = {}
+
+  def clock(step):
+    times[step] = time.perf_counter()
+
+  with tempfile.TemporaryDirectory() as workdir:
+    start = time.perf_counter()
+    train.train_and_evaluate(config, workdir, hooks=(clock,))
+    end = time.perf_counter()
+  steps = sorted(times)
+  calls = {step: times[step] - times[before] for before, step in zip(steps, steps[1:])}
+  every = config.eval_every_steps
+  evals = [s for s in steps[1:] if config.eval_num_samples > 0 and (
+      s == steps[-1] or (every and s % every == 0))]
+  return {'mode': 'timeline', 'num_train_steps': config.num_train_steps,
+          'steps_per_call': config.get('steps_per_call', 1),
+          'to_first_call_s': round(times[steps[0]] - start, 3),
+          'second_call_s': round(calls[steps[1]], 3) if len(steps) > 1 else None,
+          'median_call_ms': round(1e3 * statistics.median(calls.values()), 3) if calls else None,
+          'eval_calls_s': {str(s): round(calls[s], 3) for s in evals},
+          'after_last_call_s': round(end - times[steps[-1]], 3),
+          'total_s': round(end - start, 3)}
 
 
 def benchmark_loop(config, steps, repeats, warmup):
@@ -447,6 +484,8 @@ def main(argv):
                                                        FLAGS.runs)
   elif FLAGS.mode == 'loop':
     result = benchmark_loop(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
+  elif FLAGS.mode == 'timeline':
+    result = benchmark_timeline(config)
   elif FLAGS.mode == 'inception':
     result = benchmark_inception(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                                  FLAGS.torch_reference, FLAGS.torch_threads)

@@ -40,6 +40,16 @@ def test_loop_mode_times_the_loop_against_the_bare_step():
              (1 - result['loop_images_per_sec'] / result['images_per_sec'])) < 2e-3
 
 
+def test_timeline_mode_reports_where_a_run_spends_its_time():
+  result = _run_benchmark('--mode=timeline', '--config.eval_num_samples=16',
+                          '--config.eval_every_steps=3', '--config.eval_feature_extractor=digits')
+  assert result['mode'] == 'timeline' and result['num_train_steps'] == 6
+  assert list(result['eval_calls_s']) == ['3', '6']  # configs/test.py: 6 steps, one a call.
+  parts = (result['to_first_call_s'] + result['second_call_s'] + result['after_last_call_s'] +
+           sum(result['eval_calls_s'].values()))
+  assert 0 < parts <= result['total_s']
+
+
 def test_time_to_quality_mode_reports_both_curves(tmp_path):
   import pytest  # pylint: disable=g-import-not-at-top
   pytest.importorskip('torch')
