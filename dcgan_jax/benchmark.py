@@ -13,6 +13,7 @@ extra) runs back to back with it, repeat by repeat, on as many threads as
 XLA has devices' worth of cores, and `ratio` is the median of the per-repeat
 ratios JAX / torch, robust to the noise of a shared machine.
 
+--mode=loop and --mode=timeline time whole training runs (`loop_timing.py`).
 --mode=loop times the whole training loop (`train.train_and_evaluate`: input
 pipeline, dispatch, metrics, logs; no evaluation) over `steps` steady steps
 against the bare step before and after it, and reports `host_overhead_share`;
@@ -183,87 +184,6 @@ def benchmark_train(config, steps, repeats, warmup, torch_reference=False, torch
   if torch_rates:
     result.update(_torch_result(config, jax_rates, torch_rates))
   return result
-
-
-def _loop_rate(config, steps):
-  """Images/s of the steady training loop, timed inside one `train_and_evaluate`.
-
-  The clock runs from the second log step (compilation and the input
-  pipeline's start-up are behind it) to the log step before the last (the
-  final sample grid and checkpoint come after it), over at least `steps`
-  steps. At log steps the loop has fetched that step's metrics, so the devices
-  are done with it: the interval is exact, whatever runs asynchronously.
-  """
-  import tempfile  # pylint: disable=g-import-not-at-top
-  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
-  every = config.log_every_steps
-  first, last = 2 * every, 2 * every + -(-steps // every) * every
-  config = config.copy_and_resolve_references()
-  config.num_train_steps = last + every
-  config.sample_every_steps = config.checkpoint_every_steps = config.num_train_steps
-  times = {}
-
-  def clock(step):
-    if step in (first, last):
-      times[step] = time.perf_counter()
-
-  with tempfile.TemporaryDirectory() as workdir:
-    train.train_and_evaluate(config, workdir, hooks=(clock,))
-  return config.batch_size * config.num_seeds * (last - first) / (times[last] - times[first])
-
-
-def benchmark_timeline(config):
-  """Where one whole run's wall time goes: start-up, the steady calls, evaluations, the end.
-
-  Trains the config as given (evaluations, samples and checkpoints included)
-  in a temporary workdir, with a hook clocking the end of every device call.
-  """
-  import tempfile  # pylint: disable=g-import-not-at-top
-  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
-  times = {}
-
-  def clock(step):
-    times[step] = time.perf_counter()
-
-  with tempfile.TemporaryDirectory() as workdir:
-    start = time.perf_counter()
-    train.train_and_evaluate(config, workdir, hooks=(clock,))
-    end = time.perf_counter()
-  steps = sorted(times)
-  calls = {step: times[step] - times[before] for before, step in zip(steps, steps[1:])}
-  every = config.eval_every_steps
-  evals = [s for s in steps[1:] if config.eval_num_samples > 0 and (
-      s == steps[-1] or (every and s % every == 0))]
-  return {'mode': 'timeline', 'num_train_steps': config.num_train_steps,
-          'steps_per_call': config.get('steps_per_call', 1),
-          'to_first_call_s': round(times[steps[0]] - start, 3),
-          'second_call_s': round(calls[steps[1]], 3) if len(steps) > 1 else None,
-          'median_call_ms': round(1e3 * statistics.median(calls.values()), 3) if calls else None,
-          'eval_calls_s': {str(s): round(calls[s], 3) for s in evals},
-          'after_last_call_s': round(end - times[steps[-1]], 3),
-          'total_s': round(end - start, 3)}
-
-
-def benchmark_loop(config, steps, repeats, warmup):
-  """The training loop's images/s against the bare step's, back to back: the host overhead.
-
-  The bare step (`benchmark_train`, `repeats` x up to 200 steps) runs before
-  and after one training run timed over `steps` steady steps (`_loop_rate`:
-  input pipeline, dispatch, metrics, logs; no evaluation), and the loop is
-  compared with the mean of the two.
-  """
-  config = config.copy_and_resolve_references()
-  config.eval_num_samples = 0
-  bare_steps = max(1, min(steps, 200) // config.get('steps_per_call', 1))
-  before = benchmark_train(config, bare_steps, repeats, warmup)
-  loop_rate = _loop_rate(config, steps)
-  after = benchmark_train(config, bare_steps, repeats, warmup)
-  bare_rate = (before['images_per_sec'] + after['images_per_sec']) / 2
-  return {**before, 'mode': 'loop', 'images_per_sec': round(bare_rate, 2),
-          'bare_images_per_sec_before_after': [before['images_per_sec'],
-                                               after['images_per_sec']],
-          'loop_images_per_sec': round(loop_rate, 2), 'loop_steps_timed': steps,
-          'host_overhead_share': round(1.0 - loop_rate / bare_rate, 3)}
 
 
 def _train_result(config, jax_rates, gflop, compile_s, steps, repeats):
@@ -483,9 +403,13 @@ def main(argv):
                                                        FLAGS.target_fid, FLAGS.curve_png,
                                                        FLAGS.runs)
   elif FLAGS.mode == 'loop':
-    result = benchmark_loop(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup)
+    from dcgan_jax import loop_timing  # pylint: disable=g-import-not-at-top
+    result = loop_timing.benchmark_loop(
+        config, FLAGS.steps,
+        lambda c, n: benchmark_train(c, n, FLAGS.repeats, FLAGS.warmup))
   elif FLAGS.mode == 'timeline':
-    result = benchmark_timeline(config)
+    from dcgan_jax import loop_timing  # pylint: disable=g-import-not-at-top
+    result = loop_timing.benchmark_timeline(config)
   elif FLAGS.mode == 'inception':
     result = benchmark_inception(config, FLAGS.steps, FLAGS.repeats, FLAGS.warmup,
                                  FLAGS.torch_reference, FLAGS.torch_threads)

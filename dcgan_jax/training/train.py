@@ -348,7 +348,7 @@ def train_and_evaluate(config, workdir, hooks=()):
 
   `hooks` are called as hook(step) after each device call and its outputs
   (like clu's periodic actions); at log steps the metrics have been fetched,
-  so the devices have finished that step (benchmark.py times the loop so).
+  so the devices have finished that step (loop_timing.py times the loop so).
 
   Returns:
     The final (g_state, d_state), unreplicated; their step is lower than
