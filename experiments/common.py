@@ -2,6 +2,8 @@
 
 import copy
 
+import numpy as np
+
 from configs import default
 
 SCALES = ('cpu', 'full')
@@ -113,6 +115,32 @@ def apply_overrides(config, overrides):
 # The rule every verdict of the studies follows (experiments/README.md): two cells
 # differ when Welch's t-test over their seeds gives p < VERDICT_ALPHA.
 VERDICT_ALPHA = 0.05
+# The rule for "converged" (experiments/README.md): a seed's FID has plateaued
+# when it changed by less than PLATEAU_CHANGE (relative) over the last quarter
+# of its run.
+PLATEAU_CHANGE = 0.10
+
+
+def last_quarter_change(steps, values):
+  """Relative change of a curve over the last quarter of its steps (NaN: too few points).
+
+  From its value at 3/4 of the last step (interpolated linearly between the
+  evaluations around it) to the last value: -0.2 is a fall of 20%.
+  """
+  steps = np.asarray(steps, np.float64)
+  if len(steps) < 2:
+    return float('nan')
+  start = np.interp(0.75 * steps[-1], steps, values)
+  return float(values[-1] / start - 1.0)
+
+
+def plateau_label(change):
+  """'flat', 'falling', 'rising' or '-' (unknown) for one seed's last-quarter change."""
+  if not np.isfinite(change):
+    return '-'
+  if change < -PLATEAU_CHANGE:
+    return 'falling'
+  return 'rising' if change > PLATEAU_CHANGE else 'flat'
 
 
 def welch_verdict(a, b, lower_is_better=True, alpha=VERDICT_ALPHA):

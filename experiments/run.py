@@ -46,7 +46,8 @@ flags.DEFINE_integer('seeds', None, 'Seeds (replicas, config.num_seeds) per run;
 
 # Columns of results.csv after the run name and the switches that vary.
 METRIC_COLUMNS = ('dataset', 'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
-                  'kid', 'is', 'best_fid', 'best_fid_step', 'wall_time_s', 'steps_per_s')
+                  'kid', 'is', 'best_fid', 'best_fid_step', 'fid_change_last_quarter',
+                  'wall_time_s', 'steps_per_s')
 RUN_INFO = 'run_info.json'
 CHECKPOINT_DIRS = ('checkpoints', 'best_checkpoint')
 
@@ -155,7 +156,10 @@ def collect_metrics(workdir, info=None):
 
   Returns:
     {'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is',
-     'best_fid', 'best_fid_step', 'wall_time_s', 'steps_per_s'}; absent values are None.
+     'best_fid', 'best_fid_step', 'fid_change_last_quarter', 'wall_time_s',
+     'steps_per_s'}; absent values are None. fid_change_last_quarter is the
+    relative change of the FID over the last quarter of the run
+    (`common.last_quarter_change`), the measure of the plateau rule.
 
     With replicas (config.num_seeds > 1) each metric is the mean over seeds,
     `<metric>_ci95` the half-width of its 95% t interval and `<metric>_seeds`
@@ -167,11 +171,13 @@ def collect_metrics(workdir, info=None):
   summary = plots.summarize_scalars(scalars)
   row = {}
   for tag in ('d_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is'):
-    row.update(_over_seeds(tag, _seed_values(summary, tag)))
+    row.update(_over_seeds(tag, [s['final'] for s in plots.per_seed(summary, tag)]))
   row['steps'] = max((e['final_step'] for e in summary.values()), default=None)
   fid = summary.get('fid', {})
   row['best_fid'] = fid.get('best')
   row['best_fid_step'] = fid.get('best_step')
+  row.update(_over_seeds('fid_change_last_quarter', [
+      common.last_quarter_change(*curve) for curve in plots.per_seed(scalars, 'fid')]))
   row['wall_time_s'] = info.get('wall_time_s')
   # Training speed as the loop measured it (ReportProgress), evaluation excluded.
   if 'steps_per_sec' in scalars:
@@ -181,15 +187,6 @@ def collect_metrics(workdir, info=None):
   else:
     row['steps_per_s'] = None
   return row
-
-
-def _seed_values(summary, tag):
-  """The final value of `tag` per seed ([one] without replicas; [] if never logged)."""
-  per_seed = sorted((int(t.rsplit('_', 1)[1]), s['final']) for t, s in summary.items()
-                    if t.startswith(f'{tag}/replica_'))
-  if per_seed:
-    return [v for _, v in per_seed]
-  return [summary[tag]['final']] if tag in summary else []
 
 
 def _over_seeds(name, values):
@@ -471,7 +468,7 @@ def sample_panels(workdirs, path, max_cols=4, label_height=14):
 
 
 def study_figures(workdirs, figdir):
-  """FID, losses and D accuracy of all runs on shared axes, and their samples."""
+  """FID, losses and D accuracy of all runs on shared axes, FID per seed, and samples."""
   from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
   paths = {
       'fid': plots.compare_runs(workdirs, os.path.join(figdir, 'fid.png'), ('fid',), logy=True),
@@ -479,6 +476,9 @@ def study_figures(workdirs, figdir):
                                    ('d_loss', 'g_loss'), smoothing=0.6),
       'd_accuracy': plots.compare_runs(workdirs, os.path.join(figdir, 'd_accuracy.png'),
                                        ('d_acc_real', 'd_acc_fake'), smoothing=0.6),
+      # The window of the plateau rule (common.PLATEAU_CHANGE) shaded.
+      'fid_seeds': plots.seed_curves(workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
+                                     shade_from=0.75),
   }
   samples = sample_panels(workdirs, os.path.join(figdir, 'samples.png'))
   if samples:
@@ -584,7 +584,7 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
            'steps_per_s is the training loop\'s own measure.',
            'Verdicts (Welch over seeds): [verdicts.md](verdicts.md). '
            'Figures: ' + ', '.join(f'[{f}](figures/{f}.png)' for f in (
-               'fid', 'losses', 'd_accuracy', 'samples')) + '. Per-run reports: ' +
+               'fid', 'fid_seeds', 'losses', 'd_accuracy', 'samples')) + '. Per-run reports: ' +
            ', '.join(f'[{n}](runs/{n}/report/report.md)' for n in workdirs) + '.']
   write_results(study_dir, rows, varied, extra, title=f'Study {study.TITLE}', notes=notes)
   verdicts.write_verdicts(study_dir, study)

@@ -4,7 +4,8 @@
 
 Reads the study's `results.csv` (per-seed values in `<metric>_seeds`), runs
 Welch's t-test (`common.welch_verdict`) on every pair of runs the study lists
-in `COMPARISONS` and every metric that has per-seed values in both, and writes
+in `COMPARISONS` and every metric that has per-seed values in both, applies
+the plateau rule (`common.PLATEAU_CHANGE`) to every run's FID curve, and writes
 `verdicts.md` next to it. `experiments.run` calls it after each study.
 """
 
@@ -24,6 +25,8 @@ BETTER = {'fid': 'lower', 'kid': 'lower', 'is': 'higher', 'best_fid': 'lower',
           'probe_d_features_acc': 'higher'}
 # The metrics a verdict table shows, in this order (others with seeds follow).
 FIRST = ('fid', 'kid', 'is', 'd_acc_real', 'd_acc_fake')
+# Per-seed values that describe a run's own curve, not a quality to compare.
+NOT_COMPARED = ('fid_change_last_quarter',)
 
 
 def per_seed_values(csv_path):
@@ -64,10 +67,32 @@ def verdict_lines(values, comparisons):
     if a_name not in values or b_name not in values:
       continue  # A run that has not finished (--only).
     a, b = values[a_name], values[b_name]
-    shared = [m for m in a if m in b and len(a[m]) > 1 and len(b[m]) > 1]
+    shared = [m for m in a if m in b and len(a[m]) > 1 and len(b[m]) > 1
+              and m not in NOT_COMPARED]
     for metric in [m for m in FIRST if m in shared] + [m for m in shared if m not in FIRST]:
       lines.append(compare(a_name, a[metric], b_name, b[metric], metric))
   return lines
+
+
+def convergence_lines(values):
+  """The plateau rule applied to every run's seeds: a Markdown table."""
+  lines = ['| run | FID change over the last quarter, mean | per seed | verdict |',
+           '|---|---|---|---|']
+  for name, metrics in values.items():
+    changes = metrics.get('fid_change_last_quarter')
+    if not changes:
+      continue
+    labels = [common.plateau_label(c) for c in changes]
+    flat = labels.count('flat')
+    if flat == len(labels):
+      verdict = f'plateaued ({flat} of {len(labels)} seeds flat)'
+    else:
+      counts = ', '.join(f'{labels.count(k)} {k}' for k in ('falling', 'rising', 'flat', '-')
+                         if labels.count(k))
+      verdict = f'not plateaued ({counts})'
+    lines.append(f'| {name} | {_mean(changes):+.1%} | '
+                 f'{", ".join(f"{c:+.1%}" for c in changes)} | {verdict} |')
+  return lines if len(lines) > 2 else []
 
 
 def write_verdicts(study_dir, study):
@@ -81,6 +106,13 @@ def write_verdicts(study_dir, study):
            f'(experiments/README.md): p < {common.VERDICT_ALPHA} decides, otherwise the '
            'difference is *not resolved*, whatever the means say.', '',
            *verdict_lines(values, comparisons), '']
+  convergence = convergence_lines(values)
+  if convergence:
+    lines += ['## Convergence', '',
+              "A seed's FID has plateaued when it changed by less than "
+              f'{common.PLATEAU_CHANGE:.0%} over the last quarter of the run (from its value at '
+              '3/4 of the last step, interpolated between evaluations, to the last; '
+              'experiments/README.md); a run has when every seed has.', '', *convergence, '']
   path = os.path.join(study_dir, 'verdicts.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import os
 
 from clu import metric_writers
@@ -116,6 +117,8 @@ def test_results_table_from_fake_runs(tmp_path):
   assert rows[0]['d_loss'] == 31.0 and rows[0]['d_acc_fake'] == pytest.approx(0.3)
   assert rows[1]['best_fid'] == 50.0 and rows[1]['best_fid_step'] == 10
   assert rows[0]['wall_time_s'] == 12.5 and rows[0]['steps_per_s'] == 5.0
+  # FID 300, 100, 200 at steps 10, 20, 30: 125 at step 22.5 (3/4), then 200.
+  assert rows[0]['fid_change_last_quarter'] == pytest.approx(200 / 125 - 1)
   csv_path, md_path = run.write_results(str(tmp_path / 'out'), rows, ['optim.g_lr'],
                                         title='fake')
   with open(csv_path) as f:
@@ -163,17 +166,31 @@ def test_welch_verdict_follows_scipy_and_the_stated_rule():
   assert common.welch_verdict([10.0, 30.0, 20.0], [22.0, 12.0, 32.0])[0] == 'not resolved'
 
 
+def test_last_quarter_change_and_the_plateau_rule():
+  # 3/4 of step 4,000 is an evaluation: 150 -> 120 is a fall of 20%.
+  assert common.last_quarter_change([1000, 2000, 3000, 4000],
+                                    [400.0, 200.0, 150.0, 120.0]) == pytest.approx(-0.2)
+  # Between evaluations (3/4 of 6,000 = 4,500): halfway from 140 to 120 is 130.
+  assert common.last_quarter_change([2000, 4000, 5000, 6000],
+                                    [300.0, 140.0, 120.0, 117.0]) == pytest.approx(117 / 130 - 1)
+  assert math.isnan(common.last_quarter_change([100], [5.0]))  # One evaluation: no trend.
+  assert [common.plateau_label(c) for c in (-0.25, -0.05, 0.0, 0.099, 0.3, float('nan'))] == [
+      'falling', 'flat', 'flat', 'flat', 'rising', '-']
+
+
 def test_verdicts_table_from_per_seed_values(tmp_path):
   from scipy import stats  # pylint: disable=g-import-not-at-top
   from experiments import verdicts  # pylint: disable=g-import-not-at-top
   seeds = {'a': {'fid': (10.0, 11.0, 12.0), 'is': (5.0, 5.1, 4.9), 'd_acc_fake': (0.9, 0.8, 0.7)},
            'b': {'fid': (20.0, 21.5, 19.0), 'is': (5.0, 4.8, 5.3), 'd_acc_fake': (0.5, 0.6, 0.4)}}
+  changes = {'a': (-0.05, 0.02, -0.09), 'b': (-0.3, 0.15, 0.0)}
   with open(tmp_path / 'results.csv', 'w', newline='') as f:
     writer = csv.writer(f)
-    writer.writerow(['run', 'fid', 'fid_seeds', 'is', 'is_seeds', 'd_acc_fake_seeds'])
+    writer.writerow(['run', 'fid', 'fid_seeds', 'is', 'is_seeds', 'd_acc_fake_seeds',
+                     'fid_change_last_quarter_seeds'])
     for name, values in seeds.items():
       writer.writerow([name, 0, str(values['fid']), 0, str(values['is']),
-                       str(values['d_acc_fake'])])
+                       str(values['d_acc_fake']), str(changes[name])])
   study = type('Study', (), {'TITLE': 'test', 'COMPARISONS': (('a', 'b'), ('a', 'absent'))})
   text = open(verdicts.write_verdicts(str(tmp_path), study)).read()
   rows = {line.split(' | ')[1]: line for line in text.splitlines() if line.startswith('| a vs b')}
@@ -182,3 +199,9 @@ def test_verdicts_table_from_per_seed_values(tmp_path):
   assert f'| {p_fid:.2g} | **a** better |' in rows['fid']
   assert rows['is'].endswith('| not resolved |')
   assert rows['d_acc_fake'].endswith('| b lower |')  # No better or worse for D accuracy.
+  # A run's own curve is described, not compared between runs.
+  assert 'fid_change_last_quarter' not in rows
+  convergence = text.split('## Convergence')[1]
+  assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 of 3 seeds flat) |' in convergence
+  assert '| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 falling, 1 rising, 1 flat) |' in (
+      convergence)

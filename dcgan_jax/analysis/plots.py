@@ -112,6 +112,19 @@ def summarize_scalars(scalars):
   return summary
 
 
+def per_seed(by_tag, tag):
+  """[by_tag['<tag>/replica_i'] for each seed i] of a run with replicas (config.num_seeds).
+
+  `by_tag` is read_scalars' or summarize_scalars' dict; a run of one seed gives
+  [by_tag[tag]], and a tag never logged [].
+  """
+  seeds = sorted((int(t.rsplit('_', 1)[1]), value) for t, value in by_tag.items()
+                 if t.startswith(f'{tag}/replica_'))
+  if seeds:
+    return [value for _, value in seeds]
+  return [by_tag[tag]] if tag in by_tag else []
+
+
 def _save(fig, path):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
@@ -239,6 +252,56 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
       ax.legend(fontsize='small')
   for ax in list(axes.flat)[len(tags):]:
     ax.axis('off')
+  return _save(fig, path)
+
+
+def seed_curves(runs, path, tag='fid', logy=True, shade_from=None):
+  """One panel per run: the curve of `tag` of each seed, and their mean in bold.
+
+  Where compare_runs draws a band, this shows what the band hides: whether
+  seeds differ in kind (one stuck while the others converge) or only in degree.
+
+  Args:
+    runs: {label: workdir} or a list of workdirs; runs of one seed draw one line.
+    path: output PNG.
+    tag: the scalar, e.g. 'fid' (seeds logged as '<tag>/replica_i').
+    logy: log-scale y axes, shared by every panel.
+    shade_from: if set, a fraction of the last step from which the panels are
+      shaded (e.g. 0.75: the last quarter, the window of a plateau rule).
+
+  Returns:
+    The path, or None when no run logged `tag`.
+  """
+  curves = {}
+  for label, workdir in _as_runs(runs).items():
+    scalars = read_scalars(workdir)
+    seeds = per_seed(scalars, tag)
+    if seeds:
+      curves[label] = (seeds, scalars.get(tag))
+  if not curves:
+    return None
+  ncols = min(len(curves), 4)
+  nrows = math.ceil(len(curves) / ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False,
+                           sharex=True, sharey=True)
+  for ax, (label, (seeds, mean)) in zip(axes.flat, curves.items()):
+    for i, (steps, values) in enumerate(seeds):
+      ax.plot(steps, values, lw=0.9, alpha=0.8, label=f'seed {i}' if len(seeds) > 1 else None)
+    if mean is not None and len(seeds) > 1:
+      ax.plot(*mean, color='black', lw=1.8, label='mean')
+    if shade_from is not None:
+      last = max(int(steps[-1]) for steps, _ in seeds)
+      ax.axvspan(shade_from * last, last, color='grey', alpha=0.12, lw=0)
+    ax.set_title(label, fontsize='medium')
+    ax.grid(alpha=0.3)
+    if logy:
+      ax.set_yscale('log')
+  for ax in axes[-1]:
+    ax.set_xlabel('step')
+  axes.flat[0].legend(fontsize='x-small')
+  for ax in list(axes.flat)[len(curves):]:
+    ax.axis('off')
+  fig.suptitle(f'{TITLES.get(tag, tag)}, per seed', fontsize='medium')
   return _save(fig, path)
 
 

@@ -95,6 +95,22 @@ def test_plot_training_curves_skips_what_was_not_logged(tmp_path):
   assert os.path.exists(tmp_path / 'plots' / 'losses.png')
 
 
+def test_seed_curves_draw_each_seed(clu_run, tmp_path):
+  seeds = tmp_path / 'seeds'
+  write_clu_run(seeds, {step: {'fid/replica_0': 100.0 / step, 'fid/replica_1': 300.0 / step,
+                               'fid': 200.0 / step} for step in (1, 2, 3, 4)})
+  assert plots.per_seed(plots.read_scalars(str(seeds)), 'fid')[1][1].tolist() == [
+      300.0, 150.0, 100.0, 75.0]
+  assert plots.per_seed(plots.read_scalars(clu_run), 'fid')[0][1].tolist() == [80.5, 90.25]
+  path = plots.seed_curves({'two seeds': str(seeds), 'one': clu_run},
+                           str(tmp_path / 'fid_seeds.png'), shade_from=0.75)
+  _assert_nontrivial_png(path)
+  empty = tmp_path / 'empty'
+  write_clu_run(empty, {1: {'d_loss': 1.0}})
+  assert plots.seed_curves([str(empty)], str(tmp_path / 'none.png')) is None
+  assert not os.path.exists(tmp_path / 'none.png')
+
+
 def test_compare_runs_and_table(clu_run, tmp_path):
   other = tmp_path / 'other'
   write_clu_run(other, {100: {'fid': 60.0}, 200: {'fid': 50.0}})
