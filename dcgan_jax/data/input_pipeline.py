@@ -65,6 +65,21 @@ def _download_host_reachable(timeout=5.0):
     return False
 
 
+def _prepare(builder, name: str, data_dir):
+  """builder.download_and_prepare(), safe against another process preparing the same data.
+
+  Two runs started together on a fresh machine both build the dataset; the second to
+  finish fails on TFDS's final rename (FileExistsError) although the data are in place.
+  """
+  try:
+    builder.download_and_prepare()
+  except FileExistsError:
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+      raise
+  return builder
+
+
 def get_builder(dataset: str, data_dir=None, download: bool = True):
   """A prepared TFDS builder for `dataset`, or a DatasetUnavailableError saying how to get it."""
   spec = datasets.get_spec(dataset)
@@ -78,7 +93,7 @@ def get_builder(dataset: str, data_dir=None, download: bool = True):
     # what it is (a bug or bad local data), not a failed download.
     builder = tfds.builder(name, data_dir=data_dir)
     if not builder.is_prepared():
-      builder.download_and_prepare()
+      builder = _prepare(builder, name, data_dir)
     return builder
   builder = None
   try:
@@ -88,7 +103,7 @@ def get_builder(dataset: str, data_dir=None, download: bool = True):
         raise FileNotFoundError('downloads are switched off')
       if not _download_host_reachable():
         raise ConnectionError(f'no network connection to {TFDS_DOWNLOAD_HOST}')
-      builder.download_and_prepare()
+      builder = _prepare(builder, name, data_dir)
   except DatasetUnavailableError:
     raise
   except Exception as e:  # pylint: disable=broad-except

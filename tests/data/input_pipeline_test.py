@@ -84,6 +84,30 @@ def test_mnist_padding_to_32_keeps_the_digit(config):
   assert np.all(padded[..., :2, :, :] == -1.0)
 
 
+def test_a_dataset_prepared_meanwhile_by_another_process_is_used(tmp_path, monkeypatch):
+  # The loser of the race between two runs on a fresh machine: TFDS builds the data, but
+  # its final rename finds the other process's copy already in place.
+  prepare = tfds.core.DatasetBuilder.download_and_prepare
+
+  def lose_the_race(self, *args, **kwargs):
+    prepare(self, *args, **kwargs)
+    raise FileExistsError('Cannot rename incomplete.XYZ: destination already exists.')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', lose_the_race)
+  builder = input_pipeline.get_builder('offline_mnist', str(tmp_path))
+  assert builder.is_prepared() and builder.info.splits['train'].num_examples == 4500
+
+
+def test_a_failed_rename_with_no_dataset_in_place_is_raised(tmp_path, monkeypatch):
+
+  def fail(self, *args, **kwargs):
+    raise FileExistsError('Cannot rename incomplete.XYZ')
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', fail)
+  with pytest.raises(FileExistsError):
+    input_pipeline.get_builder('offline_mnist', str(tmp_path))
+
+
 def test_missing_dataset_fails_fast_with_instructions(tmp_path, monkeypatch):
   monkeypatch.setattr(input_pipeline, '_download_host_reachable', lambda timeout=5.0: False)
 
