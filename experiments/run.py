@@ -344,7 +344,7 @@ def latent_figures(name, config, generate_fn, figdir):
 def classify_digits(images):
   """The digit classifier's labels for images in [-1, 1] (the FID extractor's classifier)."""
   from dcgan_jax.evaluation import digits  # pylint: disable=g-import-not-at-top
-  variables, _ = digits.load_or_train()
+  variables, _ = digits.load()
   logits = digits.DigitsCNN().apply(variables, digits.preprocess(np.asarray(images)))['logits']
   return np.argmax(np.asarray(logits), -1)
 

@@ -160,7 +160,7 @@ class Evaluator:
       if preprocess != preprocessing.DEFAULT:
         logging.warning('preprocess=%r does not apply to the digits extractor, which '
                         'has its own preprocessing.', preprocess)
-      self.extractor = digits.digits_extractor(batch_size or 500, cache_dir)
+      self.extractor = digits.digits_extractor(batch_size or 500)
     else:
       raise ValueError(f'Unknown extractor {extractor!r}; choose one of {EXTRACTORS}.')
     self.cache_dir = weights_lib.cache_dir(cache_dir)
