@@ -12,7 +12,7 @@ The trained weights ship with the package (`digits_cnn_v2.npz`, next to this
 file), so the classifier's feature space is one fixed function everywhere. Its
 training is deterministic on one machine but not across CPU kinds: v1 was
 trained on each machine at first use, and the same generated digits scored
-digit-FIDs about 7% apart on two machines. `python -m
+digit-FIDs 6-10% apart on two machines. `python -m
 dcgan_jax.evaluation.digits` retrains it and says how far the result is from
 the shipped weights.
 
