@@ -23,8 +23,8 @@ def real_digits():
 
 
 @pytest.fixture(scope='module')
-def evaluator(digits_cache):
-  cache, _ = digits_cache
+def evaluator(stats_cache):
+  cache = stats_cache
   return evaluator_lib.Evaluator('digits', batch_size=64, cache_dir=cache,
                                  kid_subset_size=100, kid_subsets=20, progress=False)
 
@@ -138,8 +138,8 @@ def _last_line(capsys):
   return capsys.readouterr().out.strip().splitlines()[-1]
 
 
-def test_fid_kid_is_command_lines(digits_cache, real_digits, tmp_path, capsys):
-  cache, _ = digits_cache
+def test_fid_kid_is_command_lines(stats_cache, real_digits, tmp_path, capsys):
+  cache = stats_cache
   a, b = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
   np.savez(a, images=real_digits)
   np.savez(b, images=_noisy(real_digits, 40))
@@ -180,8 +180,8 @@ def test_fid_kid_is_command_lines(digits_cache, real_digits, tmp_path, capsys):
   assert 1 < float(mean) <= 10
 
 
-def test_command_line_errors_are_clear(digits_cache, tmp_path, capsys):
-  cache, _ = digits_cache
+def test_command_line_errors_are_clear(stats_cache, tmp_path, capsys):
+  cache = stats_cache
   common = ['--extractor', 'digits', '--cache_dir', cache, '--no_progress']
   assert fid.cli.run(fid.main, [str(tmp_path / 'missing'), str(tmp_path), *common]) == 2
   assert 'does not exist' in capsys.readouterr().err
@@ -204,14 +204,14 @@ def inception_evaluators():
     pytest.fail(f'FID Inception weights are not set up: {e}')
 
 
-def test_preprocessing_default_and_registry(inception_evaluators, digits_cache):
+def test_preprocessing_default_and_registry(inception_evaluators, stats_cache):
   assert evaluator_lib.PREPROCESSINGS == ('tf', 'pytorch_fid')
   assert inception_evaluators['tf'].preprocess == 'tf'
   assert inception_evaluators['pytorch_fid'].preprocess == 'pytorch_fid'
   with pytest.raises(ValueError, match='clean'):
     evaluator_lib.Evaluator('inception', preprocess='clean')
   # The digits extractor keeps its own preprocessing whatever is passed.
-  cache, _ = digits_cache
+  cache = stats_cache
   for p in evaluator_lib.PREPROCESSINGS:
     ev = evaluator_lib.Evaluator('digits', cache_dir=cache, preprocess=p, progress=False)
     assert ev.preprocess == digits.PREPROCESS

@@ -93,10 +93,10 @@ def test_bad_inputs_are_one_line_errors_before_the_weights_load(make_paths, word
   assert 'Traceback' not in result.stderr and 'allow_pickle' not in result.stderr
 
 
-def test_bad_files_are_skipped_counted_and_named_in_one_warning(digits_cache, tmp_path):
+def test_bad_files_are_skipped_counted_and_named_in_one_warning(stats_cache, tmp_path):
   # The digits extractor: the skipping is the same for every extractor, and a
   # 2048-d Inception FID costs this 2-core CPU a minute (scipy's sqrtm).
-  cache, _ = digits_cache
+  cache = stats_cache
   mixed = _folder(tmp_path / 'mixed', 2, _BAD_FILES[:1])
   result = _fid(mixed, _folder(tmp_path / 'ok', 2), '--extractor', 'digits',
                 '--cache_dir', cache)
