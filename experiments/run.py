@@ -7,7 +7,8 @@
 Each run trains in DIR/study_NNN/runs/NAME (`train.train_and_evaluate`, which
 resumes from the run's latest checkpoint, so an interrupted study continues);
 a finished run is marked by run_info.json and is not trained again. After the
-per-run analysis its checkpoints are deleted unless --keep_checkpoints.
+per-run analysis its checkpoints are deleted unless --keep_checkpoints; a run
+that kept them goes on from its last one when its budget (num_train_steps) grows.
 """
 
 import csv
@@ -495,13 +496,42 @@ class StoppedEarly(Exception):
   """Training was stopped by a signal before its last step."""
 
 
+class BudgetChanged(ValueError):
+  """A finished run's steps differ from its grid's, and it cannot be extended."""
+
+
+def finished_steps(workdir, info):
+  """The step a finished run stopped at: run_info's, or (older runs) its logs'."""
+  if 'steps' in info:
+    return info['steps']
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
+  summary = plots.summarize_scalars(plots.read_scalars(workdir))
+  return max((e['final_step'] for e in summary.values()), default=0)
+
+
 def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   """Trains (or resumes) one run, analyses it, marks it finished; returns its run_info."""
   from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
   info = load_run_info(workdir)
   if info.get('finished'):
-    logging.info('%s: finished earlier, not trained again.', name)
-    return info
+    trained = finished_steps(workdir, info)
+    if trained == config.num_train_steps:
+      logging.info('%s: finished earlier, not trained again.', name)
+      return info
+    if trained > config.num_train_steps or not os.path.isdir(
+        os.path.join(workdir, CHECKPOINT_DIRS[0])):
+      raise BudgetChanged(
+          f'{name} finished at step {trained} in {workdir}, but the grid now asks for '
+          f'{config.num_train_steps} steps, and ' +
+          ('a run cannot be shortened' if trained > config.num_train_steps else
+           'its checkpoints were deleted (it finished without --keep_checkpoints)') +
+          f': delete {workdir} to train it again from step 0, or use another --outdir.')
+    # Training depends on num_train_steps only through where it stops, so
+    # going on from the last checkpoint trains what a fresh longer run would;
+    # only the evaluations before `trained` keep the old budget's spacing.
+    logging.info('%s: finished at step %d; extending it from its checkpoint to %d.',
+                 name, trained, config.num_train_steps)
+    info = {k: v for k, v in info.items() if k in ('wall_time_s',)}
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   g_state, _ = train.train_and_evaluate(config, workdir)
@@ -519,6 +549,7 @@ def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   info['analysis'] = analyse_run(name, config, workdir, figdir, analyses, scale)
   info['analysis_time_s'] = time.time() - start
   info['finished'] = True
+  info['steps'] = step
   save_run_info(workdir, info)
   if not keep_checkpoints:
     for sub in CHECKPOINT_DIRS:
@@ -624,6 +655,8 @@ def main(argv):
   except StoppedEarly as e:
     logging.warning('%s', e)
     sys.exit(1)
+  except BudgetChanged as e:
+    sys.exit(f'error: {e}')
 
 
 if __name__ == '__main__':

@@ -1,13 +1,16 @@
 """Tests of the study runners in experiments/: grids, the results table, one real run."""
 
 import csv
+import functools
 import json
 import math
 import os
 
 from clu import metric_writers
+import numpy as np
 import pytest
 
+from dcgan_jax.analysis import plots
 from experiments import common
 from experiments import run
 
@@ -154,6 +157,37 @@ def test_end_to_end_smallest_cpu_run(tmp_path, tfds_data_dir):
   again = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
                         overrides=overrides)
   assert again[0]['wall_time_s'] == info['wall_time_s']
+  # A longer budget needs the checkpoints, which this run deleted: a clear error.
+  with pytest.raises(run.BudgetChanged, match='finished at step 3.*asks for 5 steps.*deleted'):
+    run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
+                  overrides=dict(overrides, num_train_steps=5))
+
+
+def test_a_longer_budget_extends_a_kept_run(tmp_path, tfds_data_dir):
+  """With --keep_checkpoints a finished run goes on to a longer budget; no shortening."""
+  overrides = {'num_train_steps': 2, 'eval_num_samples': 0, 'shuffle_buffer_size': 64,
+               'data_dir': tfds_data_dir, 'log_every_steps': 1, 'num_seeds': 1}
+  study = functools.partial(run.run_study, '004', 'cpu', str(tmp_path),
+                            only=['mlp_gan_same_steps'], keep_checkpoints=True)
+  first = study(overrides=overrides)[0]
+  workdir = tmp_path / 'study_004' / 'runs' / 'mlp_gan_same_steps'
+  assert json.loads((workdir / 'run_info.json').read_text())['steps'] == 2
+  longer = study(overrides=dict(overrides, num_train_steps=4))[0]
+  info = json.loads((workdir / 'run_info.json').read_text())
+  assert info['finished'] and info['steps'] == 4 and longer['steps'] == 4
+  assert longer['wall_time_s'] > first['wall_time_s']  # Both parts' training time.
+  # The logs hold steps 1-2 of the first part and 3-4 of the extension, once each.
+  steps, d_loss = plots.read_scalars(str(workdir))['d_loss']
+  assert list(steps) == [1, 2, 3, 4]
+  # What a fresh 4-step run trains (resume is exact: training tests).
+  fresh = tmp_path / 'fresh'
+  run.run_study('004', 'cpu', str(fresh), only=['mlp_gan_same_steps'],
+                overrides=dict(overrides, num_train_steps=4))
+  _, fresh_d_loss = plots.read_scalars(str(fresh / 'study_004' / 'runs' /
+                                           'mlp_gan_same_steps'))['d_loss']
+  np.testing.assert_array_equal(d_loss, fresh_d_loss)
+  with pytest.raises(run.BudgetChanged, match='cannot be shortened'):
+    study(overrides=overrides)
 
 
 def test_welch_verdict_follows_scipy_and_the_stated_rule():
