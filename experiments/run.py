@@ -509,6 +509,33 @@ def finished_steps(workdir, info):
   return max((e['final_step'] for e in summary.values()), default=0)
 
 
+def _has_checkpoint(workdir):
+  path = os.path.join(workdir, CHECKPOINT_DIRS[0])
+  return os.path.isdir(path) and bool(os.listdir(path))
+
+
+def _clear_stale_outputs(name, workdir):
+  """Deletes the logs of an unfinished run that has no checkpoint to resume from.
+
+  Such a run trains again from step 0 (say, an interrupted run committed without
+  its checkpoints, or one stopped before its first checkpoint); its old event
+  files and sample grids would otherwise mix with the new ones.
+  """
+  if not os.path.isdir(workdir):
+    return
+  stale = [f for f in os.listdir(workdir) if f.startswith('events.out.tfevents.')
+           or f in ('samples', 'report', RUN_INFO)]
+  if stale:
+    logging.warning('%s: not finished and no checkpoint to resume from; deleting its old '
+                    'outputs (%s) and training it from step 0.', name, ', '.join(sorted(stale)))
+  for f in stale:
+    path = os.path.join(workdir, f)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    else:
+      os.remove(path)
+
+
 def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   """Trains (or resumes) one run, analyses it, marks it finished; returns its run_info."""
   from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
@@ -532,6 +559,9 @@ def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
     logging.info('%s: finished at step %d; extending it from its checkpoint to %d.',
                  name, trained, config.num_train_steps)
     info = {k: v for k, v in info.items() if k in ('wall_time_s',)}
+  elif not _has_checkpoint(workdir):
+    _clear_stale_outputs(name, workdir)
+    info = {}
   os.makedirs(workdir, exist_ok=True)
   start = time.time()
   g_state, _ = train.train_and_evaluate(config, workdir)

@@ -190,6 +190,41 @@ def test_a_longer_budget_extends_a_kept_run(tmp_path, tfds_data_dir):
     study(overrides=overrides)
 
 
+def test_an_unfinished_run_without_checkpoints_starts_clean(tmp_path, tfds_data_dir):
+  """Old logs of a run that must train from step 0 again are deleted, not mixed in."""
+  workdir = tmp_path / 'study_004' / 'runs' / 'mlp_gan_same_steps'
+  _fake_run(workdir, (300.0, 100.0, 200.0), 1e6)  # Logs at steps 10-30 ...
+  run.save_run_info(str(workdir), {'wall_time_s': 1e6})  # ... and not finished.
+  (workdir / 'samples').mkdir()
+  (workdir / 'samples' / 'step_0000030.png').write_bytes(b'old')
+  overrides = {'num_train_steps': 2, 'eval_num_samples': 0, 'shuffle_buffer_size': 64,
+               'data_dir': tfds_data_dir, 'log_every_steps': 1, 'num_seeds': 1}
+  row = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
+                      overrides=overrides)[0]
+  scalars = plots.read_scalars(str(workdir))
+  assert list(scalars['d_loss'][0]) == [1, 2] and 'fid' not in scalars
+  assert not (workdir / 'samples' / 'step_0000030.png').exists()
+  assert row['steps'] == 2 and row['wall_time_s'] < 1e6  # The old time is not added.
+  assert json.loads((workdir / 'run_info.json').read_text())['finished']
+
+
+def test_git_keeps_what_rebuilds_a_study_but_not_checkpoints():
+  """.gitignore: a finished run's logs, samples and reports are kept; checkpoints are not."""
+  import shutil as shutil_lib  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  if not shutil_lib.which('git') or not os.path.isdir(os.path.join(root, '.git')):
+    pytest.skip('not a git checkout')
+  run_dir = 'experiments/results/cpu/study_009/runs/x'
+  paths = {f'{run_dir}/{p}': kept for p, kept in (
+      ('events.out.tfevents.1.vm.2.0.v2', True), ('samples/step_0000010.png', True),
+      ('report/report.md', True), ('run_info.json', True), ('config.json', True),
+      ('checkpoints/10/x', False), ('best_checkpoint/10/x', False), ('.lock', False))}
+  ignored = subprocess.run(['git', 'check-ignore', '--no-index', *paths], cwd=root,
+                           capture_output=True, text=True, check=False).stdout.split()
+  assert {p: p not in ignored for p in paths} == paths
+
+
 def test_welch_verdict_follows_scipy_and_the_stated_rule():
   from scipy import stats  # pylint: disable=g-import-not-at-top
   low, high = [10.0, 11.0, 12.0], [20.0, 21.5, 19.0]
