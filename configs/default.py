@@ -23,7 +23,8 @@ def get_config():
   # replica, e.g. 'optim.g_lr=1e-4,2e-4,4e-4;optim.d_lr=4e-4,4e-4,4e-4'; '' = none.
   config.sweep = ''
   # How the replicas run: auto | vmap (one batched program) | host (one compiled step called
-  # per replica). auto: host on CPU (vmapped convs run ~2x slower on XLA:CPU), vmap on GPU/TPU.
+  # per replica). auto: host on CPU (vmapped convs run ~2x slower on XLA:CPU); on GPU/TPU vmap
+  # for small replicas, host for large ones (gan_step.replica_loop).
   config.replica_loop = 'auto'
   # Train steps per device call (a lax.scan over that many batches): fewer host round trips,
   # for accelerators; the numbers of 1 to float32 rounding. Must divide every *_every_steps

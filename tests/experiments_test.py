@@ -274,3 +274,29 @@ def test_verdicts_table_from_per_seed_values(tmp_path):
   assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 of 3 seeds flat) |' in convergence
   assert '| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 falling, 1 rising, 1 flat) |' in (
       convergence)
+
+
+def test_accelerator_check_runs_without_tensorflow(tmp_path):
+  """The GPU/TPU check: step timings and a 2-replica run whose replica 0 is the 1-seed run."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, DCGAN_JAX_CACHE=str(tmp_path / 'cache'))
+  subprocess.run(
+      [sys.executable, os.path.join(root, 'experiments', 'tools', 'accelerator_check.py'),
+       f'--out={tmp_path}', '--bench=quickstart:2', '--bench_steps=2', '--bench_repeats=1',
+       '--train_steps=6', '--train_seeds=1,2'], check=True, cwd=tmp_path, env=env,
+      capture_output=True)
+  records = [json.loads(line) for line in
+             (tmp_path / 'accelerator_check.jsonl').read_text().splitlines()]
+  assert [r['kind'] for r in records] == ['environment', 'train_step', 'training', 'training',
+                                          'done']
+  assert not records[0]['tensorflow_imported'] and not records[-1]['tensorflow_imported']
+  assert records[0]['auto_replica_loop'] == 'host'  # On CPU.
+  assert records[1]['num_seeds'] == 2 and records[1]['images_per_sec'] > 0
+  one, two = records[2], records[3]
+  assert one['step'] == two['step'] == 6 and len(two['fid']) == 2
+  # The host loop runs replica 0 as the single-seed run: the same losses and FID.
+  assert two['d_loss'][0] == one['d_loss'][0] and two['fid'][0] == one['fid'][0]
+  assert two['fid'][1] != one['fid'][0]
+  assert (tmp_path / 'samples_k2.png').exists()

@@ -285,11 +285,11 @@ def make_p_train_step(config):
 
   With config.num_seeds = K > 1 the step runs over a leading replica axis of
   the states, the batch ([K, B, H, W, C] per device) and the key ([K, 2]), as
-  `replica_loop(config)` says: 'vmap' (one batched program; what GPUs and TPUs
-  want) or 'host' (the one compiled single-replica step called K times on the
-  replicas' slices: on XLA:CPU a vmapped conv with per-replica kernels becomes
-  a grouped conv, which runs about twice slower than K plain ones, and
-  `lax.map` over replicas slower still; measured in the note of the change).
+  `replica_loop(config)` says: 'vmap' (one batched program; what small models
+  want on GPUs and TPUs) or 'host' (the one compiled single-replica step called
+  K times on the replicas' slices: a vmapped conv with per-replica kernels
+  becomes a grouped conv, which runs about twice slower than K plain ones on
+  XLA:CPU and on a GPU for DCGAN-64, and `lax.map` over replicas slower still).
   Either way the collectives average over devices only, never across replicas.
 
   With config.steps_per_call = n > 1 one call runs n steps (`scanned`): the
@@ -354,13 +354,36 @@ def _host_replica_loop(p_step, num_replicas):
 
 REPLICA_LOOPS = ('auto', 'vmap', 'host')  # config.replica_loop
 
+# 'auto' off CPU vmaps only replicas too small to fill the accelerator alone.
+# Measured on one H200 (experiments/tools/accelerator_check.py; README, "Many
+# seeds in one program"): the quickstart model (size 1.6e6) trains 5.0x more
+# images/s summed at K = 8 vmapped than host-looped, and DCGAN-64 at batch 128
+# (size 3.4e7) 2.8x fewer at K = 4, since the vmapped convolutions with
+# per-replica kernels become grouped ones. The bound lies between the two; where
+# exactly has not been measured.
+VMAP_MAX_REPLICA_SIZE = 2 ** 23
+
+
+def replica_size(config):
+  """batch x pixels x widest feature count: how much of a device one replica's step fills."""
+  return (config.batch_size * config.image_size ** 2 *
+          max(config.model.g_features, config.model.d_features))
+
 
 def replica_loop(config, backend=None):
-  """'vmap' or 'host' for config.replica_loop; 'auto' is 'host' on CPU, 'vmap' elsewhere."""
+  """'vmap' or 'host' for config.replica_loop.
+
+  'auto' is 'host' on CPU (XLA:CPU runs vmapped convolutions about twice
+  slower than K plain ones); on GPU and TPU it is 'vmap' for replicas smaller
+  than VMAP_MAX_REPLICA_SIZE and 'host' for larger ones. It depends on the
+  config and the backend only, so a run's numbers do not depend on timing.
+  """
   loop = config.replica_loop
   if loop != 'auto':
     return loop
-  return 'host' if (backend or jax.default_backend()) == 'cpu' else 'vmap'
+  if (backend or jax.default_backend()) == 'cpu':
+    return 'host'
+  return 'vmap' if replica_size(config) < VMAP_MAX_REPLICA_SIZE else 'host'
 
 
 def generator_variables(g_state, use_ema=True):

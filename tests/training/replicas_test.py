@@ -76,10 +76,16 @@ def test_a_sweep_replica_equals_the_single_run_with_its_values(config, tmp_path)
   np.testing.assert_allclose(stacked[0].opt_state.hyperparams['learning_rate'], [1e-4, 3e-4])
 
 
-@pytest.mark.parametrize('backend, expected', [('cpu', 'host'), ('gpu', 'vmap'), ('tpu', 'vmap')])
-def test_auto_replica_loop_follows_the_backend(config, backend, expected):
+@pytest.mark.parametrize('name, backend, expected', [
+    ('quickstart', 'cpu', 'host'), ('quickstart', 'gpu', 'vmap'), ('quickstart', 'tpu', 'vmap'),
+    ('celeba64', 'cpu', 'host'), ('celeba64', 'gpu', 'host'), ('celeba64', 'tpu', 'host')])
+def test_auto_replica_loop_follows_the_backend_and_the_size(name, backend, expected):
+  """vmap only off CPU and for replicas as small as the quickstart's (measured on a GPU)."""
+  import importlib  # pylint: disable=g-import-not-at-top
   from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
-  config.replica_loop = 'auto'
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.num_seeds = 4
+  assert config.replica_loop == 'auto'
   assert gan_step.replica_loop(config, backend) == expected
   config.replica_loop = 'vmap'
   assert gan_step.replica_loop(config, 'cpu') == 'vmap'
