@@ -37,7 +37,7 @@ def _torch_curve(config, evaluator, reference, threads):
   """[(wall seconds since start, step, fid)] of the PyTorch loop, scored by our evaluator."""
   from dcgan_jax.data import offline_mnist  # pylint: disable=g-import-not-at-top
   from dcgan_jax.torch_reference import quickstart  # pylint: disable=g-import-not-at-top
-  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
   images, labels = offline_mnist.load_digits()
   images = images[offline_mnist.split_indices(labels, 'train')]
   every, last = config.eval_every_steps, config.num_train_steps
@@ -45,8 +45,8 @@ def _torch_curve(config, evaluator, reference, threads):
   curve, start = [], time.time()
   for step, _, generate in quickstart.train(images, config, checkpoints, config.seed, threads):
     scores = evaluator.evaluate(
-        train.generated_images(lambda _, z: generate(np.asarray(z)), None, config,
-                               config.eval_num_samples),
+        gan_step.generated_images(lambda _, z: generate(np.asarray(z)), None, config,
+                                  config.eval_num_samples),
         reference, config.eval_num_samples)
     curve.append((time.time() - start, step, float(scores['fid'])))
   return curve

@@ -24,6 +24,7 @@ from flax.training import train_state
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from dcgan_jax.training import losses
@@ -384,6 +385,18 @@ def replica_loop(config, backend=None):
   if (backend or jax.default_backend()) == 'cpu':
     return 'host'
   return 'vmap' if replica_size(config) < VMAP_MAX_REPLICA_SIZE else 'host'
+
+
+def generated_images(generate, variables, config, num_images, batch_size=250):
+  """Yields `num_images` generated images in batches, from a z fixed per run.
+
+  Every evaluation of a run scores the same z, so changes in FID come from
+  the generator alone.
+  """
+  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xE7A1)
+  for i, start in enumerate(range(0, num_images, batch_size)):
+    z = sample_latent(jax.random.fold_in(key, i), min(batch_size, num_images - start), config)
+    yield np.asarray(generate(variables, z))
 
 
 def generator_variables(g_state, use_ema=True):

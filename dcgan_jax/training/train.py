@@ -101,19 +101,6 @@ def reference_stats(evaluator, config):
   return evaluator.reference_stats(key, lambda: input_pipeline.eval_images(config, num), num)
 
 
-def generated_images(generate, variables, config, num_images, batch_size=250):
-  """Yields `num_images` generated images in batches, from a z fixed per run.
-
-  Every evaluation of a run scores the same z, so changes in FID come from
-  the generator alone.
-  """
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0xE7A1)
-  for i, start in enumerate(range(0, num_images, batch_size)):
-    z = gan_step.sample_latent(jax.random.fold_in(key, i),
-                               min(batch_size, num_images - start), config)
-    yield np.asarray(generate(variables, z))
-
-
 def evaluate(config, g_state, evaluator, reference):
   """FID/KID(/IS) of eval_num_samples images of G (its EMA params when kept).
 
@@ -130,7 +117,7 @@ def evaluate(config, g_state, evaluator, reference):
       scores[name] = scores.pop(f'{name}/mean')
     return scores
   generate = gan_step.make_generate_fn(g_state)
-  images = generated_images(generate, gan_step.generator_variables(g_state), config,
+  images = gan_step.generated_images(generate, gan_step.generator_variables(g_state), config,
                             config.eval_num_samples)
   scores = evaluator.evaluate(images, reference, config.eval_num_samples)
   return {k: float(v) for k, v in scores.items() if k != 'num_samples'}

@@ -159,18 +159,14 @@ def training(num_seeds, digits, out):
 
 
 def _score(config, g_state, evaluator, reference):
-  """FID/KID/IS of config.eval_num_samples samples of one replica's G (EMA if kept).
+  """FID/KID/IS of one replica's G, on the z a `main` run scores (`train.evaluate`).
 
-  As `train.evaluate` scores them, which this check cannot import: train.py
-  imports the TensorFlow input pipeline.
+  train.evaluate itself imports the TensorFlow input pipeline (train.py).
   """
-  import jax  # pylint: disable=g-import-not-at-top
   from dcgan_jax.training import gan_step  # pylint: disable=g-import-not-at-top
-  generate = gan_step.make_generate_fn(g_state)
-  variables = gan_step.generator_variables(g_state)
-  key = jax.random.PRNGKey(config.seed)
-  images = (np.asarray(generate(variables, gan_step.sample_latent(
-      jax.random.fold_in(key, i), 250, config))) for i in range(config.eval_num_samples // 250))
+  images = gan_step.generated_images(gan_step.make_generate_fn(g_state),
+                                     gan_step.generator_variables(g_state), config,
+                                     config.eval_num_samples)
   scores = evaluator.evaluate(images, reference, config.eval_num_samples)
   return {k: float(v) for k, v in scores.items() if k != 'num_samples'}
 
