@@ -35,8 +35,7 @@ COMPARISONS = (('relu_sym', 'elu_sym'), ('relu_asym', 'elu_asym'),
 
 def base_config(scale):
   if scale == 'cpu':
-    config = common.set_budget(common.cpu_config(CPU_STEPS, batch_size=32), CPU_STEPS,
-                               num_evals=CPU_EVALS)
+    config = common.cpu_config(CPU_STEPS, batch_size=32, num_evals=CPU_EVALS)
   else:
     config = common.full_config('cifar10', 32, 128, CIFAR_STEPS)
   config.model.arch = 'dcgan'

@@ -26,8 +26,7 @@ COMPARISONS = (('dcgan', 'mlp_gan'), ('dcgan', 'mlp_gan_same_steps'),
 def base_config(scale):
   if scale == 'cpu':
     # An evaluation every 1,250 steps, a sample grid every 5,000.
-    config = common.set_budget(common.cpu_config(CPU_STEPS), CPU_STEPS, num_evals=12,
-                               num_samples=3)
+    config = common.cpu_config(CPU_STEPS, num_evals=12, num_samples=3)
   else:
     config = common.full_config('mnist', 28, 128, common.epochs_to_steps('mnist', 50, 128))
   return common.apply_overrides(config, COMMON)

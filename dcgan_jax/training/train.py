@@ -118,7 +118,7 @@ def evaluate(config, g_state, evaluator, reference):
     return scores
   generate = gan_step.make_generate_fn(g_state)
   images = gan_step.generated_images(generate, gan_step.generator_variables(g_state), config,
-                            config.eval_num_samples)
+                                     config.eval_num_samples)
   scores = evaluator.evaluate(images, reference, config.eval_num_samples)
   return {k: float(v) for k, v in scores.items() if k != 'num_samples'}
 
