@@ -11,6 +11,7 @@ per-run analysis its checkpoints are deleted unless --keep_checkpoints; a run
 that kept them goes on from its last one when its budget (num_train_steps) grows.
 """
 
+import contextlib
 import csv
 import importlib
 import json
@@ -19,6 +20,7 @@ import math
 import os
 import shutil
 import sys
+import threading
 import time
 
 from absl import app
@@ -148,8 +150,11 @@ def load_run_info(workdir):
 
 
 def save_run_info(workdir, info):
-  with open(os.path.join(workdir, RUN_INFO), 'w') as f:
+  """Writes run_info.json atomically: a kill mid-write leaves the old file whole."""
+  path = os.path.join(workdir, RUN_INFO)
+  with open(path + '.tmp', 'w') as f:
     json.dump(info, f, indent=2, default=float)
+  os.replace(path + '.tmp', path)
 
 
 def collect_metrics(workdir, info=None):
@@ -536,6 +541,36 @@ def _clear_stale_outputs(name, workdir):
       os.remove(path)
 
 
+@contextlib.contextmanager
+def recording_wall_time(workdir, info, every_s=60.0):
+  """Keeps info['wall_time_s'] and run_info.json current while the block runs.
+
+  The wall time of training (with its evaluations) in this invocation is added
+  to what earlier, interrupted invocations recorded, and saved every `every_s`
+  seconds, so a run killed without a signal it can catch (SIGKILL, the end of
+  a machine's session) loses at most that much of its recorded time.
+  """
+  base, start = info.get('wall_time_s', 0.0), time.time()
+  done = threading.Event()
+
+  def save():
+    info['wall_time_s'] = base + time.time() - start
+    save_run_info(workdir, info)
+
+  def save_until_done():
+    while not done.wait(every_s):
+      save()
+
+  saver = threading.Thread(target=save_until_done, daemon=True)
+  saver.start()
+  try:
+    yield
+  finally:
+    done.set()
+    saver.join()
+    save()
+
+
 def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
   """Trains (or resumes) one run, analyses it, marks it finished; returns its run_info."""
   from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
@@ -563,12 +598,8 @@ def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
     _clear_stale_outputs(name, workdir)
     info = {}
   os.makedirs(workdir, exist_ok=True)
-  start = time.time()
-  g_state, _ = train.train_and_evaluate(config, workdir)
-  # Wall time of training (with its evaluations) in this invocation; a resumed
-  # run adds to what an interrupted one recorded.
-  info['wall_time_s'] = info.get('wall_time_s', 0.0) + time.time() - start
-  save_run_info(workdir, info)
+  with recording_wall_time(workdir, info):
+    g_state, _ = train.train_and_evaluate(config, workdir)
   step = int(np.min(g_state.step))  # The same for every seed of the run.
   if step < config.num_train_steps:
     # SIGTERM/SIGINT stopped training with a checkpoint: not finished, and the

@@ -5,6 +5,7 @@ import functools
 import json
 import math
 import os
+import time
 
 from clu import metric_writers
 import numpy as np
@@ -206,6 +207,29 @@ def test_an_unfinished_run_without_checkpoints_starts_clean(tmp_path, tfds_data_
   assert not (workdir / 'samples' / 'step_0000030.png').exists()
   assert row['steps'] == 2 and row['wall_time_s'] < 1e6  # The old time is not added.
   assert json.loads((workdir / 'run_info.json').read_text())['finished']
+
+
+def test_wall_time_is_saved_while_training_runs(tmp_path):
+  """A run killed mid-way keeps the wall time it had; the final save adds all of it."""
+  def on_disk():
+    return json.loads((tmp_path / run.RUN_INFO).read_text())
+
+  info = {'wall_time_s': 100.0}  # What an interrupted earlier invocation recorded.
+  with run.recording_wall_time(str(tmp_path), info, every_s=0.01):
+    for _ in range(1000):  # Training: the saver writes meanwhile.
+      if (tmp_path / run.RUN_INFO).exists():
+        break
+      time.sleep(0.01)
+    during = on_disk()['wall_time_s']
+    assert during > 100.0
+    time.sleep(0.05)
+  assert info['wall_time_s'] == on_disk()['wall_time_s'] > during
+  # An error inside still records the time it took; no temporary file stays.
+  with pytest.raises(RuntimeError):
+    with run.recording_wall_time(str(tmp_path), info, every_s=60.0):
+      raise RuntimeError('stopped')
+  assert on_disk()['wall_time_s'] == info['wall_time_s']
+  assert sorted(os.listdir(tmp_path)) == [run.RUN_INFO]
 
 
 def test_git_keeps_what_rebuilds_a_study_but_not_checkpoints():
