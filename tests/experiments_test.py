@@ -5,7 +5,7 @@ import functools
 import json
 import math
 import os
-import time
+import threading
 
 from clu import metric_writers
 import numpy as np
@@ -209,20 +209,27 @@ def test_an_unfinished_run_without_checkpoints_starts_clean(tmp_path, tfds_data_
   assert json.loads((workdir / 'run_info.json').read_text())['finished']
 
 
-def test_wall_time_is_saved_while_training_runs(tmp_path):
+def test_wall_time_is_saved_while_training_runs(tmp_path, monkeypatch):
   """A run killed mid-way keeps the wall time it had; the final save adds all of it."""
   def on_disk():
     return json.loads((tmp_path / run.RUN_INFO).read_text())
 
+  saved = threading.Event()
+  save_run_info = run.save_run_info
+
+  def save_and_signal(workdir, info):
+    save_run_info(workdir, info)
+    saved.set()
+
+  monkeypatch.setattr(run, 'save_run_info', save_and_signal)
   info = {'wall_time_s': 100.0}  # What an interrupted earlier invocation recorded.
   with run.recording_wall_time(str(tmp_path), info, every_s=0.01):
-    for _ in range(1000):  # Training: the saver writes meanwhile.
-      if (tmp_path / run.RUN_INFO).exists():
-        break
-      time.sleep(0.01)
+    # Training: the saver writes meanwhile, once and then again.
+    assert saved.wait(timeout=60)
     during = on_disk()['wall_time_s']
     assert during > 100.0
-    time.sleep(0.05)
+    saved.clear()
+    assert saved.wait(timeout=60)
   assert info['wall_time_s'] == on_disk()['wall_time_s'] > during
   # An error inside still records the time it took; no temporary file stays.
   with pytest.raises(RuntimeError):
