@@ -3,6 +3,7 @@
   python -m experiments.run --study=001 --scale=cpu --outdir=experiments/results/cpu
   python -m experiments.run --study=003 --scale=full --outdir=/data/studies --only=lr_1e-4
   python -m experiments.run --study=002 --scale=cpu --outdir=/tmp/s --dry_run
+  python -m experiments.run --study=003 --scale=cpu --outdir=experiments/results/cpu --collect_only
 
 Each run trains in DIR/study_NNN/runs/NAME (`train.train_and_evaluate`, which
 resumes from the run's latest checkpoint, so an interrupted study continues);
@@ -41,6 +42,8 @@ flags.DEFINE_string('outdir', None, 'Results go to OUTDIR/study_NNN/.')
 flags.DEFINE_list('only', [], 'Run only these runs of the grid (names); the tables still list '
                   'every finished run.')
 flags.DEFINE_bool('dry_run', False, 'Build and check every config, print the plan, train nothing.')
+flags.DEFINE_bool('collect_only', False, 'Train nothing: rebuild the tables, verdicts and '
+                  'figures from the finished runs under OUTDIR (an error if there are none).')
 flags.DEFINE_multi_string('override', [], 'key=value applied to every run after the grid, '
                           'e.g. --override=num_train_steps=10 --override=data_dir=/data/tfds.')
 flags.DEFINE_bool('keep_checkpoints', False, 'Keep checkpoints/ and best_checkpoint/ of finished runs.')
@@ -505,6 +508,10 @@ class BudgetChanged(ValueError):
   """A finished run's steps differ from its grid's, and it cannot be extended."""
 
 
+class NothingToCollect(ValueError):
+  """--collect_only found no finished run of the study under the output directory."""
+
+
 def finished_steps(workdir, info):
   """The step a finished run stopped at: run_info's, or (older runs) its logs'."""
   if 'steps' in info:
@@ -619,8 +626,8 @@ def train_run(name, config, workdir, figdir, analyses, scale, keep_checkpoints):
 
 
 def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
-              keep_checkpoints=False):
-  """Runs (or plans) a study; returns the rows of its results table."""
+              keep_checkpoints=False, collect_only=False):
+  """Runs (or plans, or only collects) a study; returns the rows of its results table."""
   study = get_study(study_id)
   runs = build_grid(study, scale, overrides)
   known = {name for name, _, _ in runs}
@@ -642,7 +649,7 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
 
   study_start = time.time()
   for name, config, _ in runs:
-    if only and name not in only:
+    if collect_only or (only and name not in only):
       continue
     logging.info('Study %s, run %s: %d steps.', study_id, name, config.num_train_steps)
     train_run(name, config, os.path.join(study_dir, 'runs', name), figdir,
@@ -653,6 +660,8 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
     workdir = os.path.join(study_dir, 'runs', name)
     info = load_run_info(workdir)
     if not info.get('finished'):
+      if collect_only:
+        logging.warning('%s: not finished in %s; left out of the tables.', name, workdir)
       continue  # Not run yet (--only): left out of the tables.
     workdirs[name] = workdir
     row = {'run': name, **{p: _get(config, p) for p in varied},
@@ -664,6 +673,11 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
         extra.append(key)
     rows.append(row)
   if not rows:
+    if collect_only:
+      raise NothingToCollect(
+          f'--collect_only: no finished run of study {study_id} under {study_dir}/runs '
+          f'(expected {", ".join(sorted(known))}). Check --outdir: it is the folder that '
+          f'holds study_{study_id}/.')
     return rows
   study_figures(workdirs, figdir)
   extractor = runs[0][1].eval_feature_extractor
@@ -712,11 +726,11 @@ def main(argv):
     if FLAGS.seeds is not None:
       overrides['num_seeds'] = FLAGS.seeds
     run_study(FLAGS.study, FLAGS.scale, FLAGS.outdir or '', FLAGS.only, FLAGS.dry_run,
-              overrides, FLAGS.keep_checkpoints)
+              overrides, FLAGS.keep_checkpoints, FLAGS.collect_only)
   except StoppedEarly as e:
     logging.warning('%s', e)
     sys.exit(1)
-  except BudgetChanged as e:
+  except (BudgetChanged, NothingToCollect) as e:
     sys.exit(f'error: {e}')
 
 

@@ -95,6 +95,13 @@ def test_dry_run_trains_nothing(tmp_path, capsys):
     run.run_study('002', 'cpu', str(tmp_path), only=['nope'], dry_run=True)
 
 
+def test_collect_only_trains_nothing_and_names_a_wrong_outdir(tmp_path):
+  with pytest.raises(run.NothingToCollect, match=r'no finished run of study 003 under .*'
+                     r'study_003/runs \(expected lr_1e-4, .*Check --outdir'):
+    run.run_study('003', 'cpu', str(tmp_path), collect_only=True)
+  assert not (tmp_path / 'study_003' / 'runs').exists()
+
+
 def _fake_run(workdir, fids, wall_time):
   writer = metric_writers.create_default_writer(str(workdir))
   for step in (10, 20, 30):
@@ -158,6 +165,9 @@ def test_end_to_end_smallest_cpu_run(tmp_path, tfds_data_dir):
   again = run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
                         overrides=overrides)
   assert again[0]['wall_time_s'] == info['wall_time_s']
+  collected = run.run_study('004', 'cpu', str(tmp_path), overrides=overrides,
+                            collect_only=True)  # The other runs are not trained.
+  assert collected == again and sorted(os.listdir(study_dir / 'runs')) == ['mlp_gan_same_steps']
   # A longer budget needs the checkpoints, which this run deleted: a clear error.
   with pytest.raises(run.BudgetChanged, match='finished at step 3.*asks for 5 steps.*deleted'):
     run.run_study('004', 'cpu', str(tmp_path), only=['mlp_gan_same_steps'],
