@@ -667,10 +667,12 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
     row = {'run': name, **{p: _get(config, p) for p in varied},
            **collect_metrics(workdir, info),
            'dataset': dataset_label(study, name, config, scale)}
-    for key, value in info.get('analysis', {}).items():
-      row[key] = value
-      if key not in extra:
-        extra.append(key)
+    analysis = info.get('analysis', {})
+    row.update(analysis)
+    # An analysis over seeds stores name, name_ci95 and name_seeds: one column, name.
+    extra += [key for key in analysis if key not in extra and
+              not any(key == f'{base}{suffix}' for base in analysis
+                      for suffix in ('_ci95', '_seeds'))]
     rows.append(row)
   if not rows:
     if collect_only:

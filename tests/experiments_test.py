@@ -10,6 +10,7 @@ import threading
 from clu import metric_writers
 import numpy as np
 import pytest
+from scipy import stats
 
 from dcgan_jax.analysis import plots
 from experiments import common
@@ -100,6 +101,28 @@ def test_collect_only_trains_nothing_and_names_a_wrong_outdir(tmp_path):
                      r'study_003/runs \(expected lr_1e-4, .*Check --outdir'):
     run.run_study('003', 'cpu', str(tmp_path), collect_only=True)
   assert not (tmp_path / 'study_003' / 'runs').exists()
+
+
+def test_collect_only_tables_the_finished_runs_and_their_analyses(tmp_path):
+  runs = tmp_path / 'study_002' / 'runs'
+  for name, accs in (('recipe', (0.7, 0.8, 0.9)), ('no_dropout', (0.5, 0.6, 0.7))):
+    _fake_run(runs / name, (300.0, 100.0, 200.0), 10.0)
+    mean = np.mean(accs)
+    half_width = stats.t.ppf(0.975, 2) * np.std(accs, ddof=1) / math.sqrt(3)
+    run.save_run_info(str(runs / name), {
+        'finished': True, 'wall_time_s': 10.0,
+        'analysis': {'probe_pixels_acc': mean, 'probe_pixels_acc_ci95': half_width,
+                     'probe_pixels_acc_seeds': list(accs)}})
+  rows = run.run_study('002', 'cpu', str(tmp_path), collect_only=True)
+  assert [r['run'] for r in rows] == ['recipe', 'no_dropout']  # The others never ran.
+  with open(tmp_path / 'study_002' / 'results.csv') as f:
+    header = next(csv.reader(f))
+  assert len(header) == len(set(header))
+  assert header[-3:] == ['probe_pixels_acc', 'probe_pixels_acc_ci95', 'probe_pixels_acc_seeds']
+  table = (tmp_path / 'study_002' / 'results.md').read_text()
+  assert '| probe_pixels_acc |' in table and 'probe_pixels_acc_ci95' not in table
+  assert '| 0.8 ± 0.25 |' in table  # t(0.975, 2) * 0.1 / sqrt(3) = 0.248.
+  assert sorted(os.listdir(runs)) == ['no_dropout', 'recipe']
 
 
 def _fake_run(workdir, fids, wall_time):
