@@ -670,9 +670,8 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
     analysis = info.get('analysis', {})
     row.update(analysis)
     # An analysis over seeds stores name, name_ci95 and name_seeds: one column, name.
-    extra += [key for key in analysis if key not in extra and
-              not any(key == f'{base}{suffix}' for base in analysis
-                      for suffix in ('_ci95', '_seeds'))]
+    extra += [key for key in analysis if key not in extra and not (
+        key.endswith(('_ci95', '_seeds')) and key.rsplit('_', 1)[0] in analysis)]
     rows.append(row)
   if not rows:
     if collect_only:
