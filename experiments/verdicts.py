@@ -76,20 +76,13 @@ def verdict_lines(values, comparisons):
 
 def convergence_lines(values):
   """The plateau rule applied to every run's seeds: a Markdown table."""
-  lines = ['| run | FID change over the last quarter, mean | per seed | verdict |',
+  lines = ['| run | fitted FID change over the last quarter, mean | per seed | verdict |',
            '|---|---|---|---|']
   for name, metrics in values.items():
     changes = metrics.get('fid_change_last_quarter')
     if not changes:
       continue
-    labels = [common.plateau_label(c) for c in changes]
-    flat = labels.count('flat')
-    if flat == len(labels):
-      verdict = f'plateaued ({flat} of {len(labels)} seeds flat)'
-    else:
-      counts = ', '.join(f'{labels.count(k)} {k}' for k in ('falling', 'rising', 'flat', '-')
-                         if labels.count(k))
-      verdict = f'not plateaued ({counts})'
+    verdict = common.plateau_verdict(changes)
     lines.append(f'| {name} | {_mean(changes):+.1%} | '
                  f'{", ".join(f"{c:+.1%}" for c in changes)} | {verdict} |')
   return lines if len(lines) > 2 else []
@@ -109,10 +102,11 @@ def write_verdicts(study_dir, study):
   convergence = convergence_lines(values)
   if convergence:
     lines += ['## Convergence', '',
-              "A seed's FID has plateaued when it changed by less than "
-              f'{common.PLATEAU_CHANGE:.0%} over the last quarter of the run (from its value at '
-              '3/4 of the last step, interpolated between evaluations, to the last; '
-              'experiments/README.md); a run has when every seed has.', '', *convergence, '']
+              "A seed's FID has plateaued when its fitted change over the last quarter of "
+              f'the run is less than {common.PLATEAU_CHANGE:.0%} (the Theil-Sen line, the median '
+              'slope between pairs of evaluations, through log FID at the evaluations from 3/4 '
+              'of the last step on; experiments/README.md); '
+              'a run has when no seed is still falling.', '', *convergence, '']
   path = os.path.join(study_dir, 'verdicts.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

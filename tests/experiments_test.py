@@ -151,8 +151,9 @@ def test_results_table_from_fake_runs(tmp_path):
   assert rows[0]['d_loss'] == 31.0 and rows[0]['d_acc_fake'] == pytest.approx(0.3)
   assert rows[1]['best_fid'] == 50.0 and rows[1]['best_fid_step'] == 10
   assert rows[0]['wall_time_s'] == 12.5 and rows[0]['steps_per_s'] == 5.0
-  # FID 300, 100, 200 at steps 10, 20, 30: 125 at step 22.5 (3/4), then 200.
-  assert rows[0]['fid_change_last_quarter'] == pytest.approx(200 / 125 - 1)
+  # FID 300, 100, 200 at steps 10, 20, 30: one evaluation (30) from 3/4 of the last
+  # step on, too few for a trend.
+  assert math.isnan(rows[0]['fid_change_last_quarter'])
   csv_path, md_path = run.write_results(str(tmp_path / 'out'), rows, ['optim.g_lr'],
                                         title='fake')
   with open(csv_path) as f:
@@ -300,15 +301,33 @@ def test_welch_verdict_follows_scipy_and_the_stated_rule():
 
 
 def test_last_quarter_change_and_the_plateau_rule():
-  # 3/4 of step 4,000 is an evaluation: 150 -> 120 is a fall of 20%.
-  assert common.last_quarter_change([1000, 2000, 3000, 4000],
-                                    [400.0, 200.0, 150.0, 120.0]) == pytest.approx(-0.2)
-  # Between evaluations (3/4 of 6,000 = 4,500): halfway from 140 to 120 is 130.
-  assert common.last_quarter_change([2000, 4000, 5000, 6000],
-                                    [300.0, 140.0, 120.0, 117.0]) == pytest.approx(117 / 130 - 1)
-  assert math.isnan(common.last_quarter_change([100], [5.0]))  # One evaluation: no trend.
+  # A curve falling 20% a quarter, exactly: the fit reads it back.
+  steps = np.arange(1, 17) * 500.0
+  falling = 100.0 * 0.8 ** (steps / 2000.0)
+  assert common.last_quarter_change(steps, falling) == pytest.approx(-0.2)
+  # Noisy evaluations: the slope is the median of the slopes of log FID between
+  # every pair of evaluations from 3/4 of the last step on (computed here by hand).
+  noisy = falling * np.exp(np.random.default_rng(0).normal(0, 0.05, steps.shape))
+  x, y = steps[steps >= 6000], np.log(noisy[steps >= 6000])
+  pairs = [(y[j] - y[i]) / (x[j] - x[i]) for i in range(len(x)) for j in range(i + 1, len(x))]
+  assert common.last_quarter_change(steps, noisy) == pytest.approx(
+      np.exp(np.median(pairs) * 2000) - 1)
+  # One high last evaluation does not make a flat curve rise: a fit, not the two ends.
+  flat = np.full(16, 50.0)
+  flat[-1] = 60.0
+  assert flat[-1] / flat[-5] - 1 == pytest.approx(0.2)
+  assert common.last_quarter_change(steps, flat) == 0.0
+  # Fewer than two evaluations in the window: no trend.
+  assert math.isnan(common.last_quarter_change([100], [5.0]))
+  assert math.isnan(common.last_quarter_change([1000, 4000], [5.0, 4.0]))
   assert [common.plateau_label(c) for c in (-0.25, -0.05, 0.0, 0.099, 0.3, float('nan'))] == [
       'falling', 'flat', 'flat', 'flat', 'rising', '-']
+  # A cell has plateaued when no seed is still falling; a rising seed has stopped.
+  assert common.plateau_verdict([-0.05, 0.02, -0.09]) == 'plateaued (3 flat)'
+  assert common.plateau_verdict([-0.05, 0.15, 0.0]) == 'plateaued (2 flat, 1 rising)'
+  assert common.plateau_verdict([-0.3, 0.15, 0.0]) == (
+      'not plateaued (1 flat, 1 rising, 1 falling)')
+  assert common.plateau_verdict([-0.05, float('nan')]).startswith('not plateaued')
 
 
 def test_verdicts_table_from_per_seed_values(tmp_path):
@@ -335,8 +354,8 @@ def test_verdicts_table_from_per_seed_values(tmp_path):
   # A run's own curve is described, not compared between runs.
   assert 'fid_change_last_quarter' not in rows
   convergence = text.split('## Convergence')[1]
-  assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 of 3 seeds flat) |' in convergence
-  assert '| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 falling, 1 rising, 1 flat) |' in (
+  assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 flat) |' in convergence
+  assert '| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 flat, 1 rising, 1 falling) |' in (
       convergence)
 
 
