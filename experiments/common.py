@@ -124,26 +124,19 @@ PLATEAU_CHANGE = 0.10
 def last_quarter_change(steps, values):
   """Fitted relative change of a curve over the last quarter of its steps.
 
-  The Theil-Sen slope (scipy: the median of the slopes between every pair) of
-  log(value) at the evaluations in the last quarter (steps >= 3/4 of the last
-  step), read over the quarter: -0.2 is a fall of 20%. A robust fit through
-  every evaluation in the window rather than its two ends, so that one
-  evaluation's noise (FID moves by about 5 between evaluations at FID 50) is
-  not read as a trend.
+  The Theil-Sen line through log(value) at the evaluations in the last quarter
+  (`plots.window_trend`: the median of the slopes between every pair), read
+  over the quarter: -0.2 is a fall of 20%. A robust fit through every
+  evaluation in the window rather than its two ends, so that one evaluation's
+  noise (FID moves by about 5 between evaluations at FID 50) is not read as a
+  trend.
 
   Returns:
     The change, or NaN when fewer than two evaluations fall in the window.
   """
-  steps = np.asarray(steps, np.float64)
-  values = np.asarray(values, np.float64)
-  if not len(steps):
-    return float('nan')
-  window = steps >= 0.75 * steps[-1]
-  if window.sum() < 2:
-    return float('nan')
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  slope = stats.theilslopes(np.log(values[window]), steps[window]).slope
-  return float(np.expm1(slope * 0.25 * steps[-1]))
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
+  trend = plots.window_trend(steps, values, 0.75)
+  return float('nan') if trend is None else trend[2]
 
 
 def plateau_label(change):

@@ -485,9 +485,10 @@ def study_figures(workdirs, figdir):
                                    ('d_loss', 'g_loss'), smoothing=0.6),
       'd_accuracy': plots.compare_runs(workdirs, os.path.join(figdir, 'd_accuracy.png'),
                                        ('d_acc_real', 'd_acc_fake'), smoothing=0.6),
-      # The window of the plateau rule (common.PLATEAU_CHANGE) shaded.
+      # The window of the plateau rule (common.PLATEAU_CHANGE) shaded, each
+      # seed's fitted trend in it dashed.
       'fid_seeds': plots.seed_curves(workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
-                                     shade_from=0.75),
+                                     trend_from=0.75),
   }
   samples = sample_panels(workdirs, os.path.join(figdir, 'samples.png'))
   if samples:

@@ -125,6 +125,31 @@ def per_seed(by_tag, tag):
   return [by_tag[tag]] if tag in by_tag else []
 
 
+def window_trend(steps, values, start=0.75):
+  """The trend of a curve over its last part, robust to one outlying point.
+
+  The Theil-Sen line (scipy: the median of the slopes between every pair of
+  points) through log(values) at the points from `start` (a fraction of the
+  last step) on: log-linear, so its slope is a relative rate of change.
+
+  Returns:
+    (steps in the window, the fitted values there, the fitted relative change
+    over the window's length: -0.2 is a fall of 20%), or None when fewer than
+    two points are in the window.
+  """
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  steps = np.asarray(steps, np.float64)
+  values = np.asarray(values, np.float64)
+  if not len(steps):
+    return None
+  window = steps >= start * steps[-1]
+  if window.sum() < 2:
+    return None
+  fit = stats.theilslopes(np.log(values[window]), steps[window])
+  fitted = np.exp(fit.intercept + fit.slope * steps[window])
+  return steps[window], fitted, float(np.expm1(fit.slope * (1.0 - start) * steps[-1]))
+
+
 def _save(fig, path):
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
@@ -255,7 +280,7 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
   return _save(fig, path)
 
 
-def seed_curves(runs, path, tag='fid', logy=True, shade_from=None):
+def seed_curves(runs, path, tag='fid', logy=True, trend_from=None):
   """One panel per run: the curve of `tag` of each seed, and their mean in bold.
 
   Where compare_runs draws a band, this shows what the band hides: whether
@@ -266,8 +291,9 @@ def seed_curves(runs, path, tag='fid', logy=True, shade_from=None):
     path: output PNG.
     tag: the scalar, e.g. 'fid' (seeds logged as '<tag>/replica_i').
     logy: log-scale y axes, shared by every panel.
-    shade_from: if set, a fraction of the last step from which the panels are
-      shaded (e.g. 0.75: the last quarter, the window of a plateau rule).
+    trend_from: if set, a fraction of the last step from which the panels are
+      shaded and each seed's `window_trend` is drawn dashed (e.g. 0.75: the
+      last quarter, the window of the studies' plateau rule).
 
   Returns:
     The path, or None when no run logged `tag`.
@@ -286,12 +312,16 @@ def seed_curves(runs, path, tag='fid', logy=True, shade_from=None):
                            sharex=True, sharey=True)
   for ax, (label, (seeds, mean)) in zip(axes.flat, curves.items()):
     for i, (steps, values) in enumerate(seeds):
-      ax.plot(steps, values, lw=0.9, alpha=0.8, label=f'seed {i}' if len(seeds) > 1 else None)
+      line, = ax.plot(steps, values, lw=0.9, alpha=0.8,
+                      label=f'seed {i}' if len(seeds) > 1 else None)
+      trend = window_trend(steps, values, trend_from) if trend_from is not None else None
+      if trend is not None:
+        ax.plot(trend[0], trend[1], color=line.get_color(), ls='--', lw=1.4)
     if mean is not None and len(seeds) > 1:
       ax.plot(*mean, color='black', lw=1.8, label='mean')
-    if shade_from is not None:
+    if trend_from is not None:
       last = max(int(steps[-1]) for steps, _ in seeds)
-      ax.axvspan(shade_from * last, last, color='grey', alpha=0.12, lw=0)
+      ax.axvspan(trend_from * last, last, color='grey', alpha=0.12, lw=0)
     ax.set_title(label, fontsize='medium')
     ax.grid(alpha=0.3)
     if logy:

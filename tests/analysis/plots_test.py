@@ -103,12 +103,22 @@ def test_seed_curves_draw_each_seed(clu_run, tmp_path):
       300.0, 150.0, 100.0, 75.0]
   assert plots.per_seed(plots.read_scalars(clu_run), 'fid')[0][1].tolist() == [80.5, 90.25]
   path = plots.seed_curves({'two seeds': str(seeds), 'one': clu_run},
-                           str(tmp_path / 'fid_seeds.png'), shade_from=0.75)
+                           str(tmp_path / 'fid_seeds.png'), trend_from=0.75)
   _assert_nontrivial_png(path)
   empty = tmp_path / 'empty'
   write_clu_run(empty, {1: {'d_loss': 1.0}})
   assert plots.seed_curves([str(empty)], str(tmp_path / 'none.png')) is None
   assert not os.path.exists(tmp_path / 'none.png')
+
+
+def test_window_trend_fits_the_last_part():
+  steps = np.arange(1, 9) * 10.0
+  values = 50.0 * 0.9 ** (steps / 10)  # 10% down every 10 steps, exactly.
+  window, fitted, change = plots.window_trend(steps, values, 0.5)
+  assert window.tolist() == [40, 50, 60, 70, 80]
+  np.testing.assert_allclose(fitted, values[3:])
+  assert change == pytest.approx(0.9 ** 4 - 1)  # Over the 40 steps from 40 to 80.
+  assert plots.window_trend([10.0, 20.0], [1.0, 2.0], 0.9) is None  # One point in the window.
 
 
 def test_compare_runs_and_table(clu_run, tmp_path):
