@@ -119,6 +119,8 @@ VERDICT_ALPHA = 0.05
 # when its fitted change over the last quarter of its run is less than
 # PLATEAU_CHANGE (relative); a cell has when no seed is still falling.
 PLATEAU_CHANGE = 0.10
+# The rule's window: the evaluations from this fraction of the last step on.
+PLATEAU_WINDOW = 0.75
 
 
 def last_quarter_change(steps, values):
@@ -135,7 +137,7 @@ def last_quarter_change(steps, values):
     The change, or NaN when fewer than two evaluations fall in the window.
   """
   from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
-  trend = plots.window_trend(steps, values, 0.75)
+  trend = plots.window_trend(steps, values, PLATEAU_WINDOW)
   return float('nan') if trend is None else trend[2]
 
 

@@ -488,7 +488,7 @@ def study_figures(workdirs, figdir):
       # The window of the plateau rule (common.PLATEAU_CHANGE) shaded, each
       # seed's fitted trend in it dashed.
       'fid_seeds': plots.seed_curves(workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
-                                     trend_from=0.75),
+                                     trend_from=common.PLATEAU_WINDOW),
   }
   samples = sample_panels(workdirs, os.path.join(figdir, 'samples.png'))
   if samples:
