@@ -485,7 +485,7 @@ def study_figures(workdirs, figdir):
                                    ('d_loss', 'g_loss'), smoothing=0.6),
       'd_accuracy': plots.compare_runs(workdirs, os.path.join(figdir, 'd_accuracy.png'),
                                        ('d_acc_real', 'd_acc_fake'), smoothing=0.6),
-      # The window of the plateau rule (common.PLATEAU_CHANGE) shaded, each
+      # The window of the plateau rule (common.PLATEAU_WINDOW) shaded, each
       # seed's fitted trend in it dashed.
       'fid_seeds': plots.seed_curves(workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
                                      trend_from=common.PLATEAU_WINDOW),
