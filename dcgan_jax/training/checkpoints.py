@@ -155,9 +155,24 @@ def check_writable(manager):
 
 
 def _remove_partial(directory, step):
-  """Removes what a failed save of `step` left in `directory` (orbax's temporary folders)."""
-  for path in epath.Path(directory).glob(f'{step}.orbax-checkpoint-tmp*'):
-    shutil.rmtree(path, ignore_errors=True)
+  """Removes what a failed save of `step` left in `directory` (orbax's temporary folders).
+
+  When one of tensorstore's parallel writes fails, orbax raises while the others
+  may still be in flight, and they create the files (and folders) they write.
+  So removal is repeated after growing pauses, until the folder has stayed gone
+  through a pause of 0.4 s or more.
+  """
+  def partial():
+    return list(epath.Path(directory).glob(f'{step}.orbax-checkpoint-tmp*'))
+
+  for pause in (0.1, 0.2, 0.4, 0.8, 1.6, 3.2):
+    for path in partial():
+      shutil.rmtree(path, ignore_errors=True)
+    time.sleep(pause)
+    if pause >= 0.4 and not partial():
+      return
+  for path in partial():
+    logging.warning('Could not remove the partial checkpoint %s; delete it by hand.', path)
 
 
 def _undeserializable_steps(directory):

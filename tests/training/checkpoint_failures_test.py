@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import types
 
 from absl import flags
@@ -67,6 +68,32 @@ def test_a_failed_save_is_one_line_and_keeps_earlier_checkpoints(tmp_path, monke
   restored, step = checkpoints.restore(checkpoints.create_manager(str(tmp_path), 'latest'),
                                        _states(2))
   assert step == 3 and np.array_equal(restored['w'], _states()['w'])
+
+
+def test_a_write_still_in_flight_when_the_save_fails_is_removed_too(tmp_path, monkeypatch):
+  # Tensorstore's other writes may land after orbax has raised, re-creating the
+  # temporary folder that a single removal would already have deleted.
+  manager = checkpoints.create_manager(str(tmp_path), 'latest')
+  checkpoints.save(manager, 3, _states())
+  failing_save = _failing_save(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+  late_writes = []
+
+  def save(manager, step, **kwargs):
+    def late_write():
+      path = os.path.join(str(manager.directory), f'{step}.orbax-checkpoint-tmp', 'd')
+      os.makedirs(path, exist_ok=True)
+      with open(os.path.join(path, 'late'), 'wb') as f:
+        f.write(b'0')
+
+    late_writes.append(threading.Timer(0.15, late_write))
+    late_writes[-1].start()
+    failing_save(manager, step, **kwargs)
+
+  monkeypatch.setattr(type(manager), 'save', save)
+  with pytest.raises(checkpoints.CheckpointWriteError):
+    checkpoints.save(manager, 6, _states(1))
+  late_writes[0].join()
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
 
 
 def test_a_save_that_fails_for_another_reason_keeps_its_traceback(tmp_path, monkeypatch):
