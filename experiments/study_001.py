@@ -3,9 +3,10 @@
 from experiments import common
 
 TITLE = '001: small DCGAN modifications (MNIST clustering, CelebA FID)'
-# 18,800 steps of batch 64 (1,203,200 images): four times the study's 5 MNIST
-# epochs (4,700 steps), at which no cell had plateaued (experiments/README.md).
-CPU_STEPS = 18_800
+# 28,200 steps of batch 64 (1,804,800 images): six times the study's 5 MNIST
+# epochs (4,700 steps); at 5 epochs no cell had plateaued, at four times the
+# baseline had not (experiments/README.md).
+CPU_STEPS = 28_200
 MNIST_STEPS = common.epochs_to_steps('mnist', 5, 128)  # 5 epochs, batch 128 assumed: 2,344.
 CELEBA_STEPS = common.epochs_to_steps('celeb_a', 5, 128)  # 5 epochs of the train split: 6,360.
 
@@ -35,7 +36,7 @@ COMPARISONS = tuple(('baseline', name) for name in (
 
 def base_config(scale):
   if scale == 'cpu':
-    config = common.cpu_config(CPU_STEPS, num_evals=40, num_samples=8)  # Every 470, 2,350.
+    config = common.cpu_config(CPU_STEPS, num_evals=60, num_samples=12)  # Every 470, 2,350.
   else:
     config = common.full_config('mnist', 28, 128, MNIST_STEPS)
   config.model.arch = 'dcgan'
