@@ -76,23 +76,22 @@ def test_a_write_still_in_flight_when_the_save_fails_is_removed_too(tmp_path, mo
   manager = checkpoints.create_manager(str(tmp_path), 'latest')
   checkpoints.save(manager, 3, _states())
   failing_save = _failing_save(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
-  late_writes = []
+
+  def late_write():
+    path = tmp_path / 'checkpoints' / '6.orbax-checkpoint-tmp' / 'd'
+    path.mkdir(parents=True, exist_ok=True)
+    (path / 'late').write_bytes(b'0')
+
+  late = threading.Timer(0.15, late_write)
 
   def save(manager, step, **kwargs):
-    def late_write():
-      path = os.path.join(str(manager.directory), f'{step}.orbax-checkpoint-tmp', 'd')
-      os.makedirs(path, exist_ok=True)
-      with open(os.path.join(path, 'late'), 'wb') as f:
-        f.write(b'0')
-
-    late_writes.append(threading.Timer(0.15, late_write))
-    late_writes[-1].start()
+    late.start()
     failing_save(manager, step, **kwargs)
 
   monkeypatch.setattr(type(manager), 'save', save)
   with pytest.raises(checkpoints.CheckpointWriteError):
     checkpoints.save(manager, 6, _states(1))
-  late_writes[0].join()
+  late.join()
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['3']
 
 
