@@ -476,8 +476,55 @@ def sample_panels(workdirs, path, max_cols=4, label_height=14):
   return images_lib.save_image(image, path)
 
 
-def study_figures(workdirs, figdir):
-  """FID, losses and D accuracy of all runs on shared axes, FID per seed, and samples."""
+def real_data_floors(configs):
+  """{run: scores of held-out real images} (`train.real_data_scores`), once per data set.
+
+  Runs whose data cannot be read here (say, a full-scale data set not
+  downloaded where the tables are rebuilt) have none; a warning says why.
+  """
+  from dcgan_jax import errors  # pylint: disable=g-import-not-at-top
+  from dcgan_jax.training import train  # pylint: disable=g-import-not-at-top
+  by_data, floors = {}, {}
+  for name, config in configs.items():
+    if not config.eval_num_samples:  # Evaluation off: no FID to read against it.
+      continue
+    key = tuple(str(config.get(k)) for k in (
+        'dataset', 'data_dir', 'image_size', 'num_channels', 'eval_feature_extractor',
+        'eval_preprocess', 'eval_num_samples'))
+    if key not in by_data:
+      try:
+        evaluator = train.make_evaluator(config)
+        by_data[key] = train.real_data_scores(
+            evaluator, config, train.reference_stats(evaluator, config))
+      except (errors.UserError, ValueError, OSError) as e:
+        logging.warning('%s: no held-out real-image scores (%s).', name, errors.one_line(e))
+        by_data[key] = None
+    if by_data[key] is not None:
+      floors[name] = by_data[key]
+  return floors
+
+
+def _floor_note(floors, labels):
+  """One sentence on the held-out real images' scores, for the results page."""
+  if not floors:
+    return None
+  groups = {}
+  for name, scores in floors.items():
+    groups.setdefault(tuple(sorted(scores.items())), []).append(labels[name])
+  parts = [', '.join(f'{k.upper()} {v:.3g}' for k, v in scores
+                     if not k.endswith('_std')) +
+           (f' ({", ".join(sorted(set(names)))})' if len(groups) > 1 else '')
+           for scores, names in groups.items()]
+  return ('Held-out real images (as many as the reference, not among them) against the '
+          'reference: ' + '; '.join(parts) + '. A generator that had learnt the data exactly '
+          'would score about this: the floor of the curves (dotted in fid_seeds).')
+
+
+def study_figures(workdirs, figdir, floors=None):
+  """FID, losses and D accuracy of all runs on shared axes, FID per seed, and samples.
+
+  floors: {run: held-out real images' scores} (`real_data_floors`), drawn in fid_seeds.
+  """
   from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
   paths = {
       'fid': plots.compare_runs(workdirs, os.path.join(figdir, 'fid.png'), ('fid',), logy=True),
@@ -487,8 +534,11 @@ def study_figures(workdirs, figdir):
                                        ('d_acc_real', 'd_acc_fake'), smoothing=0.6),
       # The window of the plateau rule (common.PLATEAU_WINDOW) shaded, each
       # seed's fitted trend in it dashed.
-      'fid_seeds': plots.seed_curves(workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
-                                     trend_from=common.PLATEAU_WINDOW),
+      # Under each panel its last half on a linear axis, where a plateau shows.
+      'fid_seeds': plots.seed_curves(
+          workdirs, os.path.join(figdir, 'fid_seeds.png'), 'fid',
+          trend_from=common.PLATEAU_WINDOW, zoom_from=2 * common.PLATEAU_WINDOW - 1,
+          floors={n: f['fid'] for n, f in (floors or {}).items()}),
   }
   samples = sample_panels(workdirs, os.path.join(figdir, 'samples.png'))
   if samples:
@@ -681,7 +731,9 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
           f'(expected {", ".join(sorted(known))}). Check --outdir: it is the folder that '
           f'holds study_{study_id}/.')
     return rows
-  study_figures(workdirs, figdir)
+  configs = {name: config for name, config, _ in runs if name in workdirs}
+  floors = real_data_floors(configs)
+  study_figures(workdirs, figdir, floors)
   extractor = runs[0][1].eval_feature_extractor
   notes = [f'Scale: **{scale}**. FID, KID and IS are in the feature space of the '
            f'`{extractor}` extractor' +
@@ -694,6 +746,10 @@ def run_study(study_id, scale, outdir, only=(), dry_run=False, overrides=None,
            'Figures: ' + ', '.join(f'[{f}](figures/{f}.png)' for f in (
                'fid', 'fid_seeds', 'losses', 'd_accuracy', 'samples')) + '. Per-run reports: ' +
            ', '.join(f'[{n}](runs/{n}/report/report.md)' for n in workdirs) + '.']
+  floor_note = _floor_note(floors, {n: f'{c.dataset} {c.image_size}px'
+                                    for n, c in configs.items()})
+  if floor_note:
+    notes.insert(1, floor_note)
   write_results(study_dir, rows, varied, extra, title=f'Study {study.TITLE}', notes=notes)
   verdicts.write_verdicts(study_dir, study)
   logging.info('Study %s (%s scale): %d runs collected in %.0f s; results in %s.', study_id,

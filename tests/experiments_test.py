@@ -5,6 +5,7 @@ import functools
 import json
 import math
 import os
+import re
 import threading
 
 from clu import metric_writers
@@ -103,7 +104,7 @@ def test_collect_only_trains_nothing_and_names_a_wrong_outdir(tmp_path):
   assert not (tmp_path / 'study_003' / 'runs').exists()
 
 
-def test_collect_only_tables_the_finished_runs_and_their_analyses(tmp_path):
+def test_collect_only_tables_the_finished_runs_and_their_analyses(tmp_path, tfds_data_dir):
   runs = tmp_path / 'study_002' / 'runs'
   for name, accs in (('recipe', (0.7, 0.8, 0.9)), ('no_dropout', (0.5, 0.6, 0.7))):
     _fake_run(runs / name, (300.0, 100.0, 200.0), 10.0)
@@ -113,7 +114,8 @@ def test_collect_only_tables_the_finished_runs_and_their_analyses(tmp_path):
         'finished': True, 'wall_time_s': 10.0,
         'analysis': {'probe_pixels_acc': mean, 'probe_pixels_acc_ci95': half_width,
                      'probe_pixels_acc_seeds': list(accs)}})
-  rows = run.run_study('002', 'cpu', str(tmp_path), collect_only=True)
+  rows = run.run_study('002', 'cpu', str(tmp_path), collect_only=True,
+                       overrides={'data_dir': tfds_data_dir})
   assert [r['run'] for r in rows] == ['recipe', 'no_dropout']  # The others never ran.
   with open(tmp_path / 'study_002' / 'results.csv') as f:
     header = next(csv.reader(f))
@@ -122,6 +124,10 @@ def test_collect_only_tables_the_finished_runs_and_their_analyses(tmp_path):
   table = (tmp_path / 'study_002' / 'results.md').read_text()
   assert '| probe_pixels_acc |' in table and 'probe_pixels_acc_ci95' not in table
   assert '| 0.8 ± 0.25 |' in table  # t(0.975, 2) * 0.1 / sqrt(3) = 0.248.
+  # Held-out real digits against the reference: the same data, so a low FID (about 6).
+  floor = re.search(r'Held-out real images .* against the reference: FID ([0-9.]+), ', table)
+  assert floor and 1.0 < float(floor.group(1)) < 20.0
+  assert (tmp_path / 'study_002' / 'figures' / 'fid_seeds.png').exists()
   assert sorted(os.listdir(runs)) == ['no_dropout', 'recipe']
 
 

@@ -280,7 +280,7 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
   return _save(fig, path)
 
 
-def seed_curves(runs, path, tag='fid', logy=True, trend_from=None):
+def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=None, floors=None):
   """One panel per run: the curve of `tag` of each seed, and their mean in bold.
 
   Where compare_runs draws a band, this shows what the band hides: whether
@@ -294,6 +294,13 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None):
     trend_from: if set, a fraction of the last step from which the panels are
       shaded and each seed's `window_trend` is drawn dashed (e.g. 0.75: the
       last quarter, the window of the studies' plateau rule).
+    zoom_from: if set, a second row of panels under each row: the curves from
+      this fraction of the last step on, on linear y axes shared by the row,
+      where a late plateau (or its absence) is visible; a log axis spanning
+      the whole run draws it flat.
+    floors: {label: value} of runs to mark with a dotted line, e.g. the FID of
+      held-out real images (`train.real_data_scores`): what the curve is
+      read against.
 
   Returns:
     The path, or None when no run logged `tag`.
@@ -306,33 +313,62 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None):
       curves[label] = (seeds, scalars.get(tag))
   if not curves:
     return None
+  floors = floors or {}
   ncols = min(len(curves), 4)
   nrows = math.ceil(len(curves) / ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False,
-                           sharex=True, sharey=True)
-  for ax, (label, (seeds, mean)) in zip(axes.flat, curves.items()):
-    for i, (steps, values) in enumerate(seeds):
-      line, = ax.plot(steps, values, lw=0.9, alpha=0.8,
-                      label=f'seed {i}' if len(seeds) > 1 else None)
-      trend = window_trend(steps, values, trend_from) if trend_from is not None else None
-      if trend is not None:
-        ax.plot(trend[0], trend[1], color=line.get_color(), ls='--', lw=1.4)
-    if mean is not None and len(seeds) > 1:
-      ax.plot(*mean, color='black', lw=1.8, label='mean')
-    if trend_from is not None:
-      last = max(int(steps[-1]) for steps, _ in seeds)
-      ax.axvspan(trend_from * last, last, color='grey', alpha=0.12, lw=0)
-    ax.set_title(label, fontsize='medium')
-    ax.grid(alpha=0.3)
+  rows_per = 2 if zoom_from is not None else 1
+  fig, axes = plt.subplots(rows_per * nrows, ncols, figsize=(3.6 * ncols, 2.8 * rows_per * nrows),
+                           squeeze=False)
+  full, zoom = axes[::rows_per], axes[1::2] if zoom_from is not None else None
+  for i, (label, (seeds, mean)) in enumerate(curves.items()):
+    row, col = divmod(i, ncols)
+    last = max(int(steps[-1]) for steps, _ in seeds)
+    panels = [(full[row, col], 0.0)] + ([(zoom[row, col], zoom_from)] if zoom is not None else [])
+    for ax, start in panels:
+      _seed_panel(ax, seeds, mean, start * last, trend_from, floors.get(label))
+      if trend_from is not None:
+        ax.axvspan(trend_from * last, last, color='grey', alpha=0.12, lw=0)
+      ax.grid(alpha=0.3)
+    full[row, col].set_title(label, fontsize='medium')
     if logy:
-      ax.set_yscale('log')
+      full[row, col].set_yscale('log')
+    if zoom is not None:
+      zoom[row, col].set_title(f'{label}: from step {int(zoom_from * last)}, linear',
+                               fontsize='small')
+  # Full panels share their y range (and zoom panels theirs), so runs compare at a glance.
+  for group in (full, zoom):
+    if group is None:
+      continue
+    used = [ax for ax in group.flat if ax.lines]
+    lo = min(ax.get_ylim()[0] for ax in used)
+    hi = max(ax.get_ylim()[1] for ax in used)
+    for ax in used:
+      ax.set_ylim(lo, hi)
   for ax in axes[-1]:
     ax.set_xlabel('step')
   axes.flat[0].legend(fontsize='x-small')
-  for ax in list(axes.flat)[len(curves):]:
-    ax.axis('off')
+  for ax in axes.flat:
+    if not ax.lines:
+      ax.axis('off')
   fig.suptitle(f'{TITLES.get(tag, tag)}, per seed', fontsize='medium')
   return _save(fig, path)
+
+
+def _seed_panel(ax, seeds, mean, from_step, trend_from, floor):
+  """Each seed's curve from `from_step` on (its trend dashed), the mean in bold, the floor dotted."""
+  for i, (steps, values) in enumerate(seeds):
+    keep = np.asarray(steps) >= from_step
+    line, = ax.plot(np.asarray(steps)[keep], np.asarray(values)[keep], lw=0.9, alpha=0.8,
+                    label=f'seed {i}' if len(seeds) > 1 else None)
+    trend = window_trend(steps, values, trend_from) if trend_from is not None else None
+    if trend is not None:
+      ax.plot(trend[0], trend[1], color=line.get_color(), ls='--', lw=1.4)
+  if mean is not None and len(seeds) > 1:
+    keep = np.asarray(mean[0]) >= from_step
+    ax.plot(np.asarray(mean[0])[keep], np.asarray(mean[1])[keep], color='black', lw=1.8,
+            label='mean')
+  if floor is not None:
+    ax.axhline(floor, color='grey', ls=':', lw=1.4, label='held-out real images')
 
 
 def runs_table(runs, tags=('fid', 'kid', 'is', 'd_loss', 'g_loss'), precision=4):

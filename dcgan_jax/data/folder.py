@@ -297,23 +297,38 @@ def load_images(config, in_memory_limit: int) -> np.ndarray:
   return np.memmap(data_path, np.uint8, 'r', shape=shape)
 
 
-def eval_images(config, num_images: int, batch_size: int = 250) -> Iterator[np.ndarray]:
+def eval_images(config, num_images: int, batch_size: int = 250,
+                heldout: bool = False) -> Iterator[np.ndarray]:
   """Yields uint8 batches of `num_images` images spread evenly over the folder's sorted files.
 
   These are the real images of the FID reference statistics; with as many as
-  the folder holds, they are all of them.
+  the folder holds, they are all of them. heldout=True: `num_images` others,
+  spread evenly over the rest (`input_pipeline.eval_images`).
 
   Raises:
-    FolderError: the folder has fewer usable images than `num_images`.
+    FolderError: the folder has fewer usable images than `num_images` (than
+      2 * num_images when heldout).
   """
   images = load_images(config, in_memory_limit=0)  # Mapped: only the chosen rows are read.
   if num_images > len(images):
     raise FolderError(f'config.eval_num_samples = {num_images}, but {config.data_dir} holds '
                       f'only {len(images)} usable images; set --config.eval_num_samples='
                       f'{len(images)} or fewer.')
-  indices = np.arange(num_images) * len(images) // max(num_images, 1)
+  indices = _spread(num_images, np.arange(len(images)))
+  if heldout:  # As many again, spread over the images the reference does not use.
+    rest = np.setdiff1d(np.arange(len(images)), indices)
+    if len(rest) < num_images:
+      raise FolderError(f'Held-out real images: {config.data_dir} holds {len(images)} usable '
+                        f'images, fewer than twice config.eval_num_samples = {num_images}; set '
+                        f'--config.eval_num_samples={len(images) // 2} or fewer.')
+    indices = _spread(num_images, rest)
   for start in range(0, num_images, batch_size):
     yield np.asarray(images[indices[start:start + batch_size]])
+
+
+def _spread(num, indices):
+  """`num` of `indices`, evenly spaced."""
+  return indices[np.arange(num) * len(indices) // max(num, 1)]
 
 
 def reference_key(config) -> str:

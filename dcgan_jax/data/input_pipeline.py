@@ -320,16 +320,24 @@ def create_train_iter(config, start_step: int = 0, replica_configs=None) -> Iter
   return prefetch_to_device(ds, config.prefetch_to_device)
 
 
-def eval_images(config, num_images: int, batch_size: int = 250, split=None):
+def eval_images(config, num_images: int, batch_size: int = 250, split=None, heldout=False):
   """Yields uint8 [b, H, W, C] batches of the first `num_images` images of a split.
 
   These are the real images that generated ones are compared against (FID
   reference statistics); the order is the dataset's own, so it is stable. A
   folder dataset has one split: its images are spread evenly over its files.
+
+  heldout=True yields `num_images` other real images of the same split (the
+  next ones; a folder's: spread over the rest): scored against the reference,
+  they give what a generator that had learnt the data exactly would score at
+  this sample size (`train.real_data_scores`).
+
+  Raises:
+    ValueError: heldout and the split holds fewer than 2 * num_images images.
   """
   spec = datasets.get_spec(config.dataset)
   if spec.source == 'folder':
-    yield from folder.eval_images(config, num_images, batch_size)
+    yield from folder.eval_images(config, num_images, batch_size, heldout)
     return
   builder = get_builder(config.dataset, config.data_dir)
   split = split or spec.train_split
@@ -337,6 +345,13 @@ def eval_images(config, num_images: int, batch_size: int = 250, split=None):
   # TensorFlow warn ("partially cached contents ... discarded") on every run.
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           read_config=tfds.ReadConfig(try_autocache=False))
+  if heldout:
+    available = builder.info.splits[split].num_examples
+    if available < 2 * num_images:
+      raise ValueError(f'Held-out real images: the {split} split of {config.dataset} holds '
+                       f'{available} images, fewer than twice config.eval_num_samples = '
+                       f'{num_images}; set --config.eval_num_samples={available // 2} or fewer.')
+    ds = ds.skip(num_images)
   ds = ds.take(num_images).map(lambda ex: preprocess(ex['image'], spec, config.image_size))
   yield from tfds.as_numpy(ds.batch(batch_size))
 

@@ -101,6 +101,19 @@ def reference_stats(evaluator, config):
   return evaluator.reference_stats(key, lambda: input_pipeline.eval_images(config, num), num)
 
 
+def real_data_scores(evaluator, config, reference):
+  """FID/KID(/IS) of eval_num_samples held-out real images against the reference.
+
+  What a generator that had learnt the data exactly would score with this
+  many samples: FID's finite-sample bias makes it the floor of the curve, the
+  mark a run's FID is read against (input_pipeline.eval_images, heldout).
+  """
+  num = config.eval_num_samples
+  scores = evaluator.evaluate(input_pipeline.eval_images(config, num, heldout=True),
+                              reference, num)
+  return {k: float(v) for k, v in scores.items() if k != 'num_samples'}
+
+
 def evaluate(config, g_state, evaluator, reference):
   """FID/KID(/IS) of eval_num_samples images of G (its EMA params when kept).
 

@@ -105,6 +105,13 @@ def test_seed_curves_draw_each_seed(clu_run, tmp_path):
   path = plots.seed_curves({'two seeds': str(seeds), 'one': clu_run},
                            str(tmp_path / 'fid_seeds.png'), trend_from=0.75)
   _assert_nontrivial_png(path)
+  # A zoomed row under the first: twice the height, the same width.
+  zoomed = plots.seed_curves({'two seeds': str(seeds), 'one': clu_run},
+                             str(tmp_path / 'zoomed.png'), trend_from=0.75, zoom_from=0.5,
+                             floors={'two seeds': 20.0})
+  _assert_nontrivial_png(zoomed)
+  with Image.open(path) as one_row, Image.open(zoomed) as two_rows:
+    assert two_rows.width == one_row.width and two_rows.height == 2 * one_row.height
   empty = tmp_path / 'empty'
   write_clu_run(empty, {1: {'d_loss': 1.0}})
   assert plots.seed_curves([str(empty)], str(tmp_path / 'none.png')) is None

@@ -249,11 +249,33 @@ def test_reference_images_and_key(folder_config):
   np.testing.assert_array_equal(np.concatenate(batches), images[[0, 2, 4, 6]])  # Spread evenly.
   with pytest.raises(folder.FolderError, match='eval_num_samples'):
     list(input_pipeline.eval_images(folder_config, 9))
+  # Held out: as many others, spread over the images the reference leaves.
+  heldout = np.concatenate(list(input_pipeline.eval_images(folder_config, 4, heldout=True)))
+  np.testing.assert_array_equal(heldout, images[[1, 3, 5, 7]])
+  heldout = np.concatenate(list(input_pipeline.eval_images(folder_config, 3, heldout=True)))
+  np.testing.assert_array_equal(heldout, images[[1, 3, 6]])  # Reference: 0, 2, 5.
+  with pytest.raises(folder.FolderError, match='fewer than twice.*eval_num_samples=4 or fewer'):
+    list(input_pipeline.eval_images(folder_config, 5, heldout=True))
   key = folder.reference_key(folder_config)
   assert folder_config.data_dir in key and '28px' in key and '3ch' in key
   assert folder.reference_key(folder_config) == key
   os.remove(os.path.join(folder_config.data_dir, 'empty.png'))
   assert folder.reference_key(folder_config) != key  # Another file list: another key.
+
+
+def test_real_data_scores_are_the_held_out_images_against_the_reference(folder_config,
+                                                                        tmp_path):
+  folder_config.eval_feature_extractor = 'digits'
+  folder_config.eval_num_samples = 4
+  evaluator = train.make_evaluator(folder_config)
+  evaluator.cache_dir = str(tmp_path / 'cache')
+  evaluator.is_splits = 2  # IS in 10 splits needs 10 images; the folder has 8.
+  images = folder.load_images(folder_config, 1 << 30)
+  reference = train.reference_stats(evaluator, folder_config)
+  expected = evaluator.evaluate([images[[1, 3, 5, 7]]], reference)
+  scores = train.real_data_scores(evaluator, folder_config, reference)
+  assert scores['fid'] == pytest.approx(expected['fid']) and scores['fid'] > 0
+  assert set(scores) == set(expected) - {'num_samples'}
 
 
 def test_export_writes_an_npz_the_fid_tool_reads(folder_config, tmp_path):

