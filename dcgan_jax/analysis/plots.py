@@ -299,17 +299,15 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
       where a late plateau (or its absence) is visible; a log axis spanning
       the whole run draws it flat.
     floors: {label: value} of runs to mark with a dotted line, e.g. the FID of
-      held-out real images (`train.real_data_scores`): what the curve is
-      read against.
+      held-out real images (`train.real_data_scores`): the curve's floor.
 
   Returns:
     The path, or None when no run logged `tag`.
   """
-  curves = {}
+  curves = {}  # {label: (per-seed curves, the mean's curve)}
   for label, workdir in _as_runs(runs).items():
     scalars = read_scalars(workdir)
-    seeds = per_seed(scalars, tag)
-    if seeds:
+    if seeds := per_seed(scalars, tag):
       curves[label] = (seeds, scalars.get(tag))
   if not curves:
     return None
@@ -323,27 +321,17 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
   for i, (label, (seeds, mean)) in enumerate(curves.items()):
     row, col = divmod(i, ncols)
     last = max(int(steps[-1]) for steps, _ in seeds)
-    panels = [(full[row, col], 0.0)] + ([(zoom[row, col], zoom_from)] if zoom is not None else [])
-    for ax, start in panels:
-      _seed_panel(ax, seeds, mean, start * last, trend_from, floors.get(label))
-      if trend_from is not None:
-        ax.axvspan(trend_from * last, last, color='grey', alpha=0.12, lw=0)
-      ax.grid(alpha=0.3)
-    full[row, col].set_title(label, fontsize='medium')
+    panels = [(full[row, col], 0.0, label)]
+    if zoom is not None:
+      panels.append((zoom[row, col], zoom_from,
+                     f'{label}: from step {int(zoom_from * last)}, linear'))
+    for ax, start, title in panels:
+      _seed_panel(ax, seeds, mean, start * last, last, trend_from, floors.get(label))
+      ax.set_title(title, fontsize='small' if start else 'medium')
     if logy:
       full[row, col].set_yscale('log')
-    if zoom is not None:
-      zoom[row, col].set_title(f'{label}: from step {int(zoom_from * last)}, linear',
-                               fontsize='small')
-  # Full panels share their y range (and zoom panels theirs), so runs compare at a glance.
-  for group in (full, zoom):
-    if group is None:
-      continue
-    used = [ax for ax in group.flat if ax.lines]
-    lo = min(ax.get_ylim()[0] for ax in used)
-    hi = max(ax.get_ylim()[1] for ax in used)
-    for ax in used:
-      ax.set_ylim(lo, hi)
+  _share_ylim(full)
+  _share_ylim(zoom)
   for ax in axes[-1]:
     ax.set_xlabel('step')
   axes.flat[0].legend(fontsize='x-small')
@@ -354,8 +342,25 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
   return _save(fig, path)
 
 
-def _seed_panel(ax, seeds, mean, from_step, trend_from, floor):
-  """Each seed's curve from `from_step` on (its trend dashed), the mean in bold, the floor dotted."""
+def _share_ylim(axes):
+  """Gives the panels of `axes` (None: none) that drew something the union of their y ranges.
+
+  So that runs compare at a glance (the full panels share one range, the zoomed ones another).
+  """
+  used = [ax for ax in axes.flat if ax.lines] if axes is not None else []
+  if not used:
+    return
+  lo = min(ax.get_ylim()[0] for ax in used)
+  hi = max(ax.get_ylim()[1] for ax in used)
+  for ax in used:
+    ax.set_ylim(lo, hi)
+
+
+def _seed_panel(ax, seeds, mean, from_step, last, trend_from, floor):
+  """Each seed's curve from `from_step` on (trend dashed), the mean in bold, the floor dotted."""
+  if trend_from is not None:
+    ax.axvspan(trend_from * last, last, color='grey', alpha=0.12, lw=0)
+  ax.grid(alpha=0.3)
   for i, (steps, values) in enumerate(seeds):
     keep = np.asarray(steps) >= from_step
     line, = ax.plot(np.asarray(steps)[keep], np.asarray(values)[keep], lw=0.9, alpha=0.8,
