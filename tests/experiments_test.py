@@ -389,3 +389,22 @@ def test_accelerator_check_runs_without_tensorflow(tmp_path):
   assert two['d_loss'][0] == one['d_loss'][0] and two['fid'][0] == one['fid'][0]
   assert two['fid'][1] != one['fid'][0]
   assert (tmp_path / 'samples_k2.png').exists()
+
+
+def test_plateau_readings_and_step_stretch_on_power_laws():
+  from experiments.tools import plateau_readings as tool  # pylint: disable=g-import-not-at-top
+  steps = np.arange(500.0, 40_001.0, 500.0)
+  # FID ∝ step^-c falls by 1 - (4/3)^-c over any last quarter: 13.4% at c = 0.5, 5.6% at 0.2.
+  steep, shallow = [(steps, 500.0 * steps ** -0.5)], [(steps, 500.0 * steps ** -0.2)]
+  assert tool.predicted_changes(steep, 40_000) == [pytest.approx((4 / 3) ** -0.5 - 1, abs=1e-3)]
+  assert not any(flat for _, flat in tool.plateau_readings(steep, 10_000))
+  readings = tool.plateau_readings(shallow, 10_000)
+  assert readings[0] == (10_000, True) and all(flat for _, flat in readings)
+  assert tool._spans(readings) == '10,000-40,000'
+  assert tool._spans([(1, True), (2, False), (3, True), (4, True)]) == '1, 3-4'
+  # A is B slowed 3 times: A(t) = B(t / 3). The misfit is least at 3, and ~0 there.
+  b = (steps, 500.0 * steps ** -0.3 + 5.0)
+  a = (steps, 500.0 * (steps / 3) ** -0.3 + 5.0)
+  misfits = {s: tool.stretch_misfit(a, b, s, from_step=3_000, width=1)[0]
+             for s in (2, 2.5, 3, 3.5, 4)}  # Unsmoothed: only the interpolation errs.
+  assert min(misfits, key=misfits.get) == 3 and misfits[3] < 0.03 * misfits[2.5]

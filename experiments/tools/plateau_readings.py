@@ -1,0 +1,104 @@
+r"""Where the plateau rule reads a run flat, and how two runs' FID curves relate in steps.
+
+  python -m experiments.tools.plateau_readings \
+      experiments/results/cpu_next/study_001/runs/baseline \
+      experiments/results/cpu_next/study_001/runs/lr_2e-4 --from_step=20000
+
+1. For each run, the rule's reading (`common.plateau_verdict` of each seed's
+   `common.last_quarter_change`) at every evaluation from --readings_from on,
+   as if the run had stopped there: the budgets that would read plateaued.
+2. The step stretch of run A against run B: if A's FID at step t is B's at
+   t / a (say, A has a lower learning rate), the RMS difference of the two
+   smoothed mean curves in log FID, for each stretch a, over A's steps from
+   --from_step on that B covers. The rule reads a relative change over the
+   last quarter, which a stretch leaves unchanged, so B's reading at T / a is
+   what the mean curve says of A at T (per seed it is not: seeds differ).
+"""
+
+import argparse
+
+import numpy as np
+
+from dcgan_jax.analysis import plots
+from experiments import common
+
+
+def smoothed(steps, values, width):
+  """The centred moving average of `values` over `width` evaluations (the ends dropped)."""
+  steps, values = np.asarray(steps, np.float64), np.asarray(values, np.float64)
+  half = width // 2
+  return steps[half:len(steps) - half], np.convolve(values, np.ones(width) / width, 'valid')
+
+
+def stretch_misfit(a_curve, b_curve, stretch, from_step, width=9):
+  """RMS of log(A(t)) - log(B(t / stretch)) over A's steps >= from_step that B covers."""
+  a_steps, a_values = smoothed(*a_curve, width)
+  b_steps, b_values = smoothed(*b_curve, width)
+  t = a_steps / stretch
+  keep = (a_steps >= from_step) & (t >= b_steps[0]) & (t <= b_steps[-1])
+  if not keep.any():
+    return float('nan'), 0
+  predicted = np.interp(t[keep], b_steps, b_values)
+  return float(np.sqrt(np.mean((np.log(a_values[keep]) - np.log(predicted)) ** 2))), int(keep.sum())
+
+
+def predicted_changes(b_seeds, budget):
+  """B's per-seed last-quarter FID change had it stopped at `budget` (NaN where too short)."""
+  changes = []
+  for steps, values in b_seeds:
+    keep = np.asarray(steps) <= budget
+    changes.append(common.last_quarter_change(np.asarray(steps)[keep], np.asarray(values)[keep]))
+  return changes
+
+
+def plateau_readings(seeds, from_step):
+  """[(budget, plateaued?)] at each evaluation >= from_step, as if the run had stopped there."""
+  steps = np.asarray(seeds[0][0])
+  return [(int(t), common.plateau_verdict(predicted_changes(seeds, t)).startswith('plateaued'))
+          for t in steps[steps >= from_step]]
+
+
+def _spans(readings):
+  """'a-b, c-d' of the runs of consecutive plateaued budgets."""
+  spans, start, prev = [], None, None
+  for budget, flat in readings + [(None, False)]:
+    if flat and start is None:
+      start = budget
+    if not flat and start is not None:
+      spans.append(f'{start:,}' + (f'-{prev:,}' if prev != start else ''))
+      start = None
+    prev = budget
+  return ', '.join(spans) or 'none'
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('run_a', help='workdir of the slower run')
+  parser.add_argument('run_b', help='workdir of the faster run')
+  parser.add_argument('--from_step', type=float, default=0, help='A\'s steps compared from')
+  parser.add_argument('--readings_from', type=float, default=10_000,
+                      help='first budget at which the rule is read')
+  parser.add_argument('--stretches', default='3,3.5,4,4.25,4.5,4.55,4.6,4.65,4.75,5,5.5,6')
+  parser.add_argument('--budgets', default='47000,70500,94000,141000,188000,282000')
+  args = parser.parse_args(argv)
+  a, b = plots.read_scalars(args.run_a), plots.read_scalars(args.run_b)
+  for name, run in ((args.run_a, a), (args.run_b, b)):
+    readings = plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
+    print(f'{name}: reads plateaued at {sum(f for _, f in readings)} of {len(readings)} '
+          f'budgets from {args.readings_from:,.0f}: {_spans(readings)}')
+  fits = []
+  for stretch in map(float, args.stretches.split(',')):
+    misfit, points = stretch_misfit(a['fid'], b['fid'], stretch, args.from_step)
+    fits.append((misfit, stretch))
+    print(f'stretch {stretch:5.2f}: RMS log-FID difference {misfit:.4f} over {points} evaluations')
+  best = min(fits)[1]
+  print(f'best stretch {best}; A\'s predicted last-quarter FID change per seed (B at T / {best}):')
+  for budget in map(float, args.budgets.split(',')):
+    changes = predicted_changes(plots.per_seed(b, 'fid'), budget / best)
+    print(f'  T = {budget:,.0f} (B at {budget / best:,.0f}): ' +
+          ', '.join(f'{c * 100:+.1f}%' for c in changes) +
+          f' -> {common.plateau_verdict(changes)}')
+
+
+if __name__ == '__main__':
+  main()
