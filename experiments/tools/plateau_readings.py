@@ -31,7 +31,10 @@ def smoothed(steps, values, width):
 
 
 def stretch_misfit(a_curve, b_curve, stretch, from_step, width=9):
-  """(RMS of log A(t) - log B(t / stretch), evaluations compared): A's steps >= from_step B covers."""
+  """(RMS of log A(t) - log B(t / stretch), evaluations compared).
+
+  Over A's steps >= from_step at which B, stretched, has been evaluated.
+  """
   a_steps, a_values = smoothed(*a_curve, width)
   b_steps, b_values = smoothed(*b_curve, width)
   t = a_steps / stretch
