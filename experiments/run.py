@@ -505,16 +505,16 @@ def real_data_floors(configs):
 
 
 def _floor_note(floors, labels):
-  """One sentence on the held-out real images' scores, for the results page."""
-  if not floors:
+  """One sentence on the held-out real images' scores, for the results page.
+
+  labels: {run: its data set's label}; named only when the study has several.
+  """
+  by_data = {labels[name]: scores for name, scores in floors.items()}
+  if not by_data:
     return None
-  groups = {}
-  for name, scores in floors.items():
-    groups.setdefault(tuple(sorted(scores.items())), []).append(labels[name])
-  parts = [', '.join(f'{k.upper()} {v:.3g}' for k, v in scores
-                     if not k.endswith('_std')) +
-           (f' ({", ".join(sorted(set(names)))})' if len(groups) > 1 else '')
-           for scores, names in groups.items()]
+  parts = [', '.join(f'{k.upper()} {v:.3g}' for k, v in sorted(scores.items())
+                     if not k.endswith('_std')) + (f' ({label})' if len(by_data) > 1 else '')
+           for label, scores in by_data.items()]
   return ('Held-out real images (as many as the reference, not among them) against the '
           'reference: ' + '; '.join(parts) + '. A generator that had learnt the data exactly '
           'would score about this: the floor of the curves (dotted in fid_seeds).')

@@ -396,7 +396,7 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   steps = np.arange(500.0, 40_001.0, 500.0)
   # FID ∝ step^-c falls by 1 - (4/3)^-c over any last quarter: 13.4% at c = 0.5, 5.6% at 0.2.
   steep, shallow = [(steps, 500.0 * steps ** -0.5)], [(steps, 500.0 * steps ** -0.2)]
-  assert tool.predicted_changes(steep, 40_000) == [pytest.approx((4 / 3) ** -0.5 - 1, abs=1e-3)]
+  assert tool.changes_at(steep, 40_000) == [pytest.approx((4 / 3) ** -0.5 - 1, abs=1e-3)]
   assert not any(flat for _, flat in tool.plateau_readings(steep, 10_000))
   readings = tool.plateau_readings(shallow, 10_000)
   assert readings[0] == (10_000, True) and all(flat for _, flat in readings)

@@ -24,7 +24,11 @@ from experiments import common
 
 
 def smoothed(steps, values, width):
-  """The centred moving average of `values` over `width` evaluations (the ends dropped)."""
+  """The centred moving average of `values` over `width` evaluations (the ends dropped).
+
+  Centred, not `plots.smooth`'s running average: that lags the curve, which
+  would read as a stretch in steps.
+  """
   steps, values = np.asarray(steps, np.float64), np.asarray(values, np.float64)
   half = width // 2
   return steps[half:len(steps) - half], np.convolve(values, np.ones(width) / width, 'valid')
@@ -45,10 +49,10 @@ def stretch_misfit(a_curve, b_curve, stretch, from_step, width=9):
   return float(np.sqrt(np.mean((np.log(a_values[keep]) - np.log(predicted)) ** 2))), int(keep.sum())
 
 
-def predicted_changes(b_seeds, budget):
-  """B's per-seed last-quarter FID change had it stopped at `budget` (NaN where too short)."""
+def changes_at(seeds, budget):
+  """A run's per-seed last-quarter FID change had it stopped at `budget` (NaN: too short)."""
   changes = []
-  for steps, values in b_seeds:
+  for steps, values in seeds:
     keep = np.asarray(steps) <= budget
     changes.append(common.last_quarter_change(np.asarray(steps)[keep], np.asarray(values)[keep]))
   return changes
@@ -57,7 +61,7 @@ def predicted_changes(b_seeds, budget):
 def plateau_readings(seeds, from_step):
   """[(budget, plateaued?)] at each evaluation >= from_step, as if the run had stopped there."""
   steps = np.asarray(seeds[0][0])
-  return [(int(t), common.plateau_verdict(predicted_changes(seeds, t)).startswith('plateaued'))
+  return [(int(t), common.plateau_verdict(changes_at(seeds, t)).startswith('plateaued'))
           for t in steps[steps >= from_step]]
 
 
@@ -97,7 +101,7 @@ def main(argv=None):
   best = min(fits)[1]
   print(f'best stretch {best}; A\'s predicted last-quarter FID change per seed (B at T / {best}):')
   for budget in map(float, args.budgets.split(',')):
-    changes = predicted_changes(plots.per_seed(b, 'fid'), budget / best)
+    changes = changes_at(plots.per_seed(b, 'fid'), budget / best)
     print(f'  T = {budget:,.0f} (B at {budget / best:,.0f}): ' +
           ', '.join(f'{c * 100:+.1f}%' for c in changes) +
           f' -> {common.plateau_verdict(changes)}')
