@@ -121,6 +121,9 @@ VERDICT_ALPHA = 0.05
 PLATEAU_CHANGE = 0.10
 # The rule's window: the evaluations from this fraction of the last step on.
 PLATEAU_WINDOW = 0.75
+# When the reading holds (experiments/README.md): a budget B is converged when
+# the rule reads plateaued at every evaluation from B to PLATEAU_HOLD * B.
+PLATEAU_HOLD = 1.25
 
 
 def last_quarter_change(steps, values):

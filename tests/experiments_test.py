@@ -402,6 +402,15 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   assert readings[0] == (10_000, True) and all(flat for _, flat in readings)
   assert tool._spans(readings) == '10,000-40,000'
   assert tool._spans([(1, True), (2, False), (3, True), (4, True)]) == '1, 3-4'
+  # A reading holds at B when every budget from B to 1.25 B reads plateaued:
+  # 10,000-11,000 is too short a flat stretch, 20,000 holds once 25,000 is read.
+  flat_at = lambda b: 10_000 <= b <= 11_000 or b >= 20_000
+  stairs = [(b, flat_at(b)) for b in range(8_000, 30_001, 500)]
+  assert tool.held_from(stairs) == 20_000
+  assert tool.held_from([r for r in stairs if r[0] < 25_000]) is None
+  assert tool.held_from(stairs, hold=1.1) == 10_000
+  assert tool.held_from(readings) == 10_000
+  assert tool.held_from(tool.plateau_readings(steep, 10_000)) is None
   # A is B slowed 3 times: A(t) = B(t / 3). The misfit is least at 3, and ~0 there.
   b = (steps, 500.0 * steps ** -0.3 + 5.0)
   a = (steps, 500.0 * (steps / 3) ** -0.3 + 5.0)

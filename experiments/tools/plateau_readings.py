@@ -6,7 +6,8 @@ r"""Where the plateau rule reads a run flat, and how two runs' FID curves relate
 
 1. For each run, the rule's reading (`common.plateau_verdict` of each seed's
    `common.last_quarter_change`) at every evaluation from --readings_from on,
-   as if the run had stopped there: the budgets that would read plateaued.
+   as if the run had stopped there: the budgets that would read plateaued, and
+   the earliest whose reading holds to `common.PLATEAU_HOLD` times it.
 2. The step stretch of run A against run B: if A's FID at step t is B's at
    t / a (say, A has a lower learning rate), the RMS difference of the two
    smoothed mean curves in log FID, for each stretch a, over A's steps from
@@ -65,6 +66,20 @@ def plateau_readings(seeds, from_step):
           for t in steps[steps >= from_step]]
 
 
+def held_from(readings, hold=common.PLATEAU_HOLD):
+  """The earliest budget B whose reading holds: plateaued at every budget from B to hold * B.
+
+  None when no budget does, or the readings stop before hold * B
+  (experiments/README.md, "When the reading holds").
+  """
+  for i, (budget, _) in enumerate(readings):
+    if readings[-1][0] < hold * budget:
+      return None
+    if all(flat for b, flat in readings[i:] if b <= hold * budget):
+      return budget
+  return None
+
+
 def _spans(readings):
   """'a-b, c-d' of the runs of consecutive plateaued budgets."""
   spans, start, prev = [], None, None
@@ -91,8 +106,11 @@ def main(argv=None):
   a, b = plots.read_scalars(args.run_a), plots.read_scalars(args.run_b)
   for name, run in ((args.run_a, a), (args.run_b, b)):
     readings = plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
+    held = held_from(readings)
     print(f'{name}: reads plateaued at {sum(f for _, f in readings)} of {len(readings)} '
-          f'budgets from {args.readings_from:,.0f}: {_spans(readings)}')
+          f'budgets from {args.readings_from:,.0f}: {_spans(readings)}; '
+          + (f'converged at {held:,} (its reading holds to {common.PLATEAU_HOLD} x)' if held
+             else 'no reading holds yet'))
   fits = []
   for stretch in map(float, args.stretches.split(',')):
     misfit, points = stretch_misfit(a['fid'], b['fid'], stretch, args.from_step)
