@@ -417,3 +417,24 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   misfits = {s: tool.stretch_misfit(a, b, s, from_step=3_000, width=1)[0]
              for s in (2, 2.5, 3, 3.5, 4)}  # Unsmoothed: only the interpolation errs.
   assert min(misfits, key=misfits.get) == 3 and misfits[3] < 0.03 * misfits[2.5]
+
+
+def test_plateau_readings_command_line(tmp_path, capsys):
+  from experiments.tools import plateau_readings as tool  # pylint: disable=g-import-not-at-top
+  steps = np.arange(500, 40_001, 500)
+  for name, power in (('steep', 0.5), ('shallow', 0.2)):
+    writer = metric_writers.create_default_writer(str(tmp_path / name))
+    for step in steps:
+      fids = [500.0 * (1 + 0.1 * i) * step ** -power for i in range(3)]
+      writer.write_scalars(int(step), dict(fid=np.mean(fids),
+                                           **{f'fid/replica_{i}': f for i, f in enumerate(fids)}))
+    writer.close()
+  figure = tmp_path / 'readings.png'
+  tool.main([str(tmp_path / 'steep'), str(tmp_path / 'shallow'), '--stretches=1,2',
+             '--budgets=40000', f'--figure={figure}'])
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0].endswith('steep: reads plateaued at 0 of 61 budgets from 10,000: none; '
+                           'no reading holds yet')
+  assert lines[1].endswith('shallow: reads plateaued at 61 of 61 budgets from 10,000: '
+                           '10,000-40,000; converged at 10,000 (its reading holds to 1.25 x)')
+  assert figure.stat().st_size > 10_000

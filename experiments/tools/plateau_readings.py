@@ -17,7 +17,9 @@ r"""Where the plateau rule reads a run flat, and how two runs' FID curves relate
 """
 
 import argparse
+import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from dcgan_jax.analysis import plots
@@ -93,6 +95,46 @@ def _spans(readings):
   return ', '.join(spans) or 'none'
 
 
+def readings_figure(runs, path, from_step):
+  """Per run (a column): the FID of each seed and their mean, and under it the rule read at every budget.
+
+  The lower panel draws each seed's last-quarter change had the run stopped at
+  that budget, the -10% line, the budgets that read plateaued shaded, and the
+  converged budget (if one holds) with its hold window.
+  """
+  fig, axes = plt.subplots(2, len(runs), figsize=(5.0 * len(runs), 6.0), squeeze=False,
+                           sharex='col', gridspec_kw={'height_ratios': (3, 2)})
+  for (label, scalars), (top, bottom) in zip(runs.items(), axes.T):
+    seeds, mean = plots.per_seed(scalars, 'fid'), scalars['fid']
+    for i, (steps, values) in enumerate(seeds):
+      top.plot(steps, values, lw=0.8, alpha=0.7, label=f'seed {i}')
+      budgets = np.asarray(steps)[np.asarray(steps) >= from_step]
+      changes = [changes_at([(steps, values)], b)[0] for b in budgets]
+      bottom.plot(budgets, 100 * np.asarray(changes), lw=0.8, color=top.lines[-1].get_color())
+    top.plot(*mean, color='black', lw=1.6, label='mean')
+    top.set(yscale='log', title=label, ylabel='FID')
+    readings = plateau_readings(seeds, from_step)
+    gap = np.median(np.diff([b for b, _ in readings])) if len(readings) > 1 else 1
+    for budget, flat in readings:
+      if flat:
+        bottom.axvspan(budget - gap / 2, budget + gap / 2, color='tab:green', alpha=0.25, lw=0)
+    if (held := held_from(readings)) is not None:
+      for ax in (top, bottom):
+        ax.axvspan(held, common.PLATEAU_HOLD * held, color='tab:green', alpha=0.15, lw=0)
+        ax.axvline(held, color='tab:green', lw=1.5)
+    bottom.axhline(-100 * common.PLATEAU_CHANGE, color='grey', ls='--', lw=1)
+    bottom.set(xlabel='budget (step)', ylabel='last-quarter change (%)')
+    for ax in (top, bottom):
+      ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize='x-small')
+  fig.suptitle('FID, and the plateau rule read at every budget (green: reads plateaued)',
+               fontsize='medium')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('run_a', help='workdir of the slower run')
@@ -102,8 +144,13 @@ def main(argv=None):
                       help='first budget at which the rule is read')
   parser.add_argument('--stretches', default='3,3.5,4,4.25,4.5,4.55,4.6,4.65,4.75,5,5.5,6')
   parser.add_argument('--budgets', default='47000,70500,94000,141000,188000,282000')
+  parser.add_argument('--figure', help='PNG of both runs\' curves and readings (optional)')
   args = parser.parse_args(argv)
   a, b = plots.read_scalars(args.run_a), plots.read_scalars(args.run_b)
+  if args.figure:
+    readings_figure({os.path.basename(os.path.normpath(args.run_a)): a,
+                     os.path.basename(os.path.normpath(args.run_b)): b},
+                    args.figure, args.readings_from)
   for name, run in ((args.run_a, a), (args.run_b, b)):
     readings = plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
     held = held_from(readings)
