@@ -121,6 +121,9 @@ VERDICT_ALPHA = 0.05
 PLATEAU_CHANGE = 0.10
 # The rule's window: the evaluations from this fraction of the last step on.
 PLATEAU_WINDOW = 0.75
+# The fewest evaluations the window must hold for a reading: two would be the
+# two-ends form the rule gave up, where one evaluation's noise decides.
+PLATEAU_MIN_EVALS = 3
 # When the reading holds (experiments/README.md): a budget B is converged when
 # the rule reads plateaued at every evaluation from B to PLATEAU_HOLD * B.
 PLATEAU_HOLD = 1.25
@@ -137,11 +140,14 @@ def last_quarter_change(steps, values):
   trend.
 
   Returns:
-    The change, or NaN when fewer than two evaluations fall in the window.
+    The change, or NaN when fewer than PLATEAU_MIN_EVALS evaluations fall in
+    the window.
   """
   from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
   trend = plots.window_trend(steps, values, PLATEAU_WINDOW)
-  return float('nan') if trend is None else trend[2]
+  if trend is None or len(trend[0]) < PLATEAU_MIN_EVALS:
+    return float('nan')
+  return trend[2]
 
 
 def plateau_label(change):
@@ -165,6 +171,39 @@ def plateau_verdict(changes):
   if not labels or 'falling' in labels or '-' in labels:
     return f'not plateaued ({counts})'
   return f'plateaued ({counts})'
+
+
+def changes_at(seeds, budget):
+  """Each seed's last-quarter FID change had the run stopped at `budget` (NaN: too short).
+
+  `seeds`: [(steps, values)] per seed, e.g. `plots.per_seed(scalars, 'fid')`.
+  """
+  changes = []
+  for steps, values in seeds:
+    keep = np.asarray(steps) <= budget
+    changes.append(last_quarter_change(np.asarray(steps)[keep], np.asarray(values)[keep]))
+  return changes
+
+
+def plateau_readings(seeds, from_step=0):
+  """[(budget, plateaued?)] at each evaluation >= from_step, as if the run had stopped there."""
+  steps = np.asarray(seeds[0][0])
+  return [(int(t), plateau_verdict(changes_at(seeds, t)).startswith('plateaued'))
+          for t in steps[steps >= from_step]]
+
+
+def converged_at(readings, hold=PLATEAU_HOLD):
+  """The earliest budget B whose reading holds: plateaued at every budget from B to hold * B.
+
+  None when no budget does, or the readings stop before hold * B
+  (experiments/README.md, "When the reading holds").
+  """
+  for i, (budget, _) in enumerate(readings):
+    if readings[-1][0] < hold * budget:
+      return None
+    if all(flat for b, flat in readings[i:] if b <= hold * budget):
+      return budget
+  return None
 
 
 def welch_verdict(a, b, lower_is_better=True, alpha=VERDICT_ALPHA):

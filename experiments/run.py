@@ -53,7 +53,7 @@ flags.DEFINE_integer('seeds', None, 'Seeds (replicas, config.num_seeds) per run;
 # Columns of results.csv after the run name and the switches that vary.
 METRIC_COLUMNS = ('dataset', 'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid',
                   'kid', 'is', 'best_fid', 'best_fid_step', 'fid_change_last_quarter',
-                  'wall_time_s', 'steps_per_s')
+                  'fid_converged_at', 'wall_time_s', 'steps_per_s')
 RUN_INFO = 'run_info.json'
 CHECKPOINT_DIRS = ('checkpoints', 'best_checkpoint')
 
@@ -165,10 +165,12 @@ def collect_metrics(workdir, info=None):
 
   Returns:
     {'steps', 'd_loss', 'g_loss', 'd_acc_real', 'd_acc_fake', 'fid', 'kid', 'is',
-     'best_fid', 'best_fid_step', 'fid_change_last_quarter', 'wall_time_s',
-     'steps_per_s'}; absent values are None. fid_change_last_quarter is the
-    relative change of the FID over the last quarter of the run
-    (`common.last_quarter_change`), the measure of the plateau rule.
+     'best_fid', 'best_fid_step', 'fid_change_last_quarter', 'fid_converged_at',
+     'wall_time_s', 'steps_per_s'}; absent values are None.
+    fid_change_last_quarter is the relative change of the FID over the last
+    quarter of the run (`common.last_quarter_change`), the measure of the
+    plateau rule; fid_converged_at the earliest budget at which its reading
+    holds (`common.converged_at`; None: none yet).
 
     With replicas (config.num_seeds > 1) each metric is the mean over seeds,
     `<metric>_ci95` the half-width of its 95% t interval and `<metric>_seeds`
@@ -185,8 +187,11 @@ def collect_metrics(workdir, info=None):
   fid = summary.get('fid', {})
   row['best_fid'] = fid.get('best')
   row['best_fid_step'] = fid.get('best_step')
+  fid_seeds = plots.per_seed(scalars, 'fid')
   row.update(_over_seeds('fid_change_last_quarter', [
-      common.last_quarter_change(*curve) for curve in plots.per_seed(scalars, 'fid')]))
+      common.last_quarter_change(*curve) for curve in fid_seeds]))
+  row['fid_converged_at'] = (common.converged_at(common.plateau_readings(fid_seeds))
+                             if fid_seeds else None)
   row['wall_time_s'] = info.get('wall_time_s')
   # Training speed as the loop measured it (ReportProgress), evaluation excluded.
   if 'steps_per_sec' in scalars:

@@ -29,15 +29,16 @@ FIRST = ('fid', 'kid', 'is', 'd_acc_real', 'd_acc_fake')
 NOT_COMPARED = ('fid_change_last_quarter',)
 
 
+def _rows(csv_path):
+  with open(csv_path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
 def per_seed_values(csv_path):
   """{run: {metric: [per-seed floats]}} from a results.csv of runs with seeds."""
-  values = {}
-  with open(csv_path, newline='') as f:
-    for row in csv.DictReader(f):
-      values[row['run']] = {
-          column[:-len('_seeds')]: [float(v) for v in ast.literal_eval(text)]
-          for column, text in row.items() if column.endswith('_seeds') and text}
-  return values
+  return {row['run']: {column[:-len('_seeds')]: [float(v) for v in ast.literal_eval(text)]
+                       for column, text in row.items() if column.endswith('_seeds') and text}
+          for row in _rows(csv_path)}
 
 
 def _mean(xs):
@@ -74,24 +75,31 @@ def verdict_lines(values, comparisons):
   return lines
 
 
-def convergence_lines(values):
-  """The plateau rule applied to every run's seeds: a Markdown table."""
-  lines = ['| run | fitted FID change over the last quarter, mean | per seed | verdict |',
-           '|---|---|---|---|']
+def convergence_lines(values, converged):
+  """The plateau rule applied to every run's seeds, and where its reading holds: a Markdown table.
+
+  `converged`: {run: the budget from which the reading holds, '' for none}.
+  """
+  lines = ['| run | fitted FID change over the last quarter, mean | per seed | verdict | '
+           f'converged at (the reading holds to {common.PLATEAU_HOLD} x) |', '|---|---|---|---|---|']
   for name, metrics in values.items():
     changes = metrics.get('fid_change_last_quarter')
     if not changes:
       continue
     verdict = common.plateau_verdict(changes)
+    at = converged.get(name)
     lines.append(f'| {name} | {_mean(changes):+.1%} | '
-                 f'{", ".join(f"{c:+.1%}" for c in changes)} | {verdict} |')
+                 f'{", ".join(f"{c:+.1%}" for c in changes)} | {verdict} | '
+                 f'{f"{int(float(at)):,}" if at else "not yet"} |')
   return lines if len(lines) > 2 else []
 
 
 def write_verdicts(study_dir, study):
   """Writes study_dir/verdicts.md from study_dir/results.csv; returns its path (None: no seeds)."""
   comparisons = getattr(study, 'COMPARISONS', ())
-  values = per_seed_values(os.path.join(study_dir, 'results.csv'))
+  csv_path = os.path.join(study_dir, 'results.csv')
+  values = per_seed_values(csv_path)
+  converged = {row['run']: row.get('fid_converged_at') for row in _rows(csv_path)}
   if not comparisons or not any(values.values()):
     return None
   lines = [f'# Verdicts: study {study.TITLE}', '',
@@ -99,14 +107,18 @@ def write_verdicts(study_dir, study):
            f'(experiments/README.md): p < {common.VERDICT_ALPHA} decides, otherwise the '
            'difference is *not resolved*, whatever the means say.', '',
            *verdict_lines(values, comparisons), '']
-  convergence = convergence_lines(values)
+  convergence = convergence_lines(values, converged)
   if convergence:
     lines += ['## Convergence', '',
               "A seed's FID has plateaued when its fitted change over the last quarter of "
               f'the run is less than {common.PLATEAU_CHANGE:.0%} (the Theil-Sen line, the median '
               'slope between pairs of evaluations, through log FID at the evaluations from 3/4 '
-              'of the last step on; experiments/README.md); '
-              'a run has when no seed is still falling.', '', *convergence, '']
+              'of the last step on, at least '
+              f'{common.PLATEAU_MIN_EVALS}; experiments/README.md); '
+              'a run has when no seed is still falling. A budget B is converged when the rule '
+              'reads plateaued at every evaluation from B to '
+              f'{common.PLATEAU_HOLD} B (the reading holds), the earliest such B shown.', '',
+              *convergence, '']
   path = os.path.join(study_dir, 'verdicts.md')
   with open(path, 'w') as f:
     f.write('\n'.join(lines))

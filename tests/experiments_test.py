@@ -159,7 +159,7 @@ def test_results_table_from_fake_runs(tmp_path):
   assert rows[0]['wall_time_s'] == 12.5 and rows[0]['steps_per_s'] == 5.0
   # FID 300, 100, 200 at steps 10, 20, 30: one evaluation (30) from 3/4 of the last
   # step on, too few for a trend.
-  assert math.isnan(rows[0]['fid_change_last_quarter'])
+  assert math.isnan(rows[0]['fid_change_last_quarter']) and rows[0]['fid_converged_at'] is None
   csv_path, md_path = run.write_results(str(tmp_path / 'out'), rows, ['optim.g_lr'],
                                         title='fake')
   with open(csv_path) as f:
@@ -323,9 +323,11 @@ def test_last_quarter_change_and_the_plateau_rule():
   flat[-1] = 60.0
   assert flat[-1] / flat[-5] - 1 == pytest.approx(0.2)
   assert common.last_quarter_change(steps, flat) == 0.0
-  # Fewer than two evaluations in the window: no trend.
+  # Fewer than three evaluations in the window: no reading (two would be the two ends).
   assert math.isnan(common.last_quarter_change([100], [5.0]))
   assert math.isnan(common.last_quarter_change([1000, 4000], [5.0, 4.0]))
+  assert math.isnan(common.last_quarter_change([1000, 3000, 4000], [5.0, 5.0, 4.0]))
+  assert common.last_quarter_change([1000, 3000, 3500, 4000], [5.0, 5.0, 4.0, 5.0]) == 0.0
   assert [common.plateau_label(c) for c in (-0.25, -0.05, 0.0, 0.099, 0.3, float('nan'))] == [
       'falling', 'flat', 'flat', 'flat', 'rising', '-']
   # A cell has plateaued when no seed is still falling; a rising seed has stopped.
@@ -345,10 +347,11 @@ def test_verdicts_table_from_per_seed_values(tmp_path):
   with open(tmp_path / 'results.csv', 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(['run', 'fid', 'fid_seeds', 'is', 'is_seeds', 'd_acc_fake_seeds',
-                     'fid_change_last_quarter_seeds'])
+                     'fid_change_last_quarter_seeds', 'fid_converged_at'])
     for name, values in seeds.items():
       writer.writerow([name, 0, str(values['fid']), 0, str(values['is']),
-                       str(values['d_acc_fake']), str(changes[name])])
+                       str(values['d_acc_fake']), str(changes[name]),
+                       {'a': 12000, 'b': ''}[name]])
   study = type('Study', (), {'TITLE': 'test', 'COMPARISONS': (('a', 'b'), ('a', 'absent'))})
   text = open(verdicts.write_verdicts(str(tmp_path), study)).read()
   rows = {line.split(' | ')[1]: line for line in text.splitlines() if line.startswith('| a vs b')}
@@ -360,9 +363,9 @@ def test_verdicts_table_from_per_seed_values(tmp_path):
   # A run's own curve is described, not compared between runs.
   assert 'fid_change_last_quarter' not in rows
   convergence = text.split('## Convergence')[1]
-  assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 flat) |' in convergence
-  assert '| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 flat, 1 rising, 1 falling) |' in (
-      convergence)
+  assert '| a | -4.0% | -5.0%, +2.0%, -9.0% | plateaued (3 flat) | 12,000 |' in convergence
+  assert ('| b | -5.0% | -30.0%, +15.0%, +0.0% | not plateaued (1 flat, 1 rising, 1 falling) | '
+          'not yet |') in convergence
 
 
 def test_accelerator_check_runs_without_tensorflow(tmp_path):
@@ -396,9 +399,9 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   steps = np.arange(500.0, 40_001.0, 500.0)
   # FID ∝ step^-c falls by 1 - (4/3)^-c over any last quarter: 13.4% at c = 0.5, 5.6% at 0.2.
   steep, shallow = [(steps, 500.0 * steps ** -0.5)], [(steps, 500.0 * steps ** -0.2)]
-  assert tool.changes_at(steep, 40_000) == [pytest.approx((4 / 3) ** -0.5 - 1, abs=1e-3)]
-  assert not any(flat for _, flat in tool.plateau_readings(steep, 10_000))
-  readings = tool.plateau_readings(shallow, 10_000)
+  assert common.changes_at(steep, 40_000) == [pytest.approx((4 / 3) ** -0.5 - 1, abs=1e-3)]
+  assert not any(flat for _, flat in common.plateau_readings(steep, 10_000))
+  readings = common.plateau_readings(shallow, 10_000)
   assert readings[0] == (10_000, True) and all(flat for _, flat in readings)
   assert tool._spans(readings) == '10,000-40,000'
   assert tool._spans([(1, True), (2, False), (3, True), (4, True)]) == '1, 3-4'
@@ -406,11 +409,11 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   # 10,000-11,000 is too short a flat stretch, 20,000 holds once 25,000 is read.
   flat_at = lambda b: 10_000 <= b <= 11_000 or b >= 20_000
   stairs = [(b, flat_at(b)) for b in range(8_000, 30_001, 500)]
-  assert tool.held_from(stairs) == 20_000
-  assert tool.held_from([r for r in stairs if r[0] < 25_000]) is None
-  assert tool.held_from(stairs, hold=1.1) == 10_000
-  assert tool.held_from(readings) == 10_000
-  assert tool.held_from(tool.plateau_readings(steep, 10_000)) is None
+  assert common.converged_at(stairs) == 20_000
+  assert common.converged_at([r for r in stairs if r[0] < 25_000]) is None
+  assert common.converged_at(stairs, hold=1.1) == 10_000
+  assert common.converged_at(readings) == 10_000
+  assert common.converged_at(common.plateau_readings(steep, 10_000)) is None
   # A is B slowed 3 times: A(t) = B(t / 3). The misfit is least at 3, and ~0 there.
   b = (steps, 500.0 * steps ** -0.3 + 5.0)
   a = (steps, 500.0 * (steps / 3) ** -0.3 + 5.0)

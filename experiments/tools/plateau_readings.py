@@ -52,36 +52,6 @@ def stretch_misfit(a_curve, b_curve, stretch, from_step, width=9):
   return float(np.sqrt(np.mean((np.log(a_values[keep]) - np.log(predicted)) ** 2))), int(keep.sum())
 
 
-def changes_at(seeds, budget):
-  """A run's per-seed last-quarter FID change had it stopped at `budget` (NaN: too short)."""
-  changes = []
-  for steps, values in seeds:
-    keep = np.asarray(steps) <= budget
-    changes.append(common.last_quarter_change(np.asarray(steps)[keep], np.asarray(values)[keep]))
-  return changes
-
-
-def plateau_readings(seeds, from_step):
-  """[(budget, plateaued?)] at each evaluation >= from_step, as if the run had stopped there."""
-  steps = np.asarray(seeds[0][0])
-  return [(int(t), common.plateau_verdict(changes_at(seeds, t)).startswith('plateaued'))
-          for t in steps[steps >= from_step]]
-
-
-def held_from(readings, hold=common.PLATEAU_HOLD):
-  """The earliest budget B whose reading holds: plateaued at every budget from B to hold * B.
-
-  None when no budget does, or the readings stop before hold * B
-  (experiments/README.md, "When the reading holds").
-  """
-  for i, (budget, _) in enumerate(readings):
-    if readings[-1][0] < hold * budget:
-      return None
-    if all(flat for b, flat in readings[i:] if b <= hold * budget):
-      return budget
-  return None
-
-
 def _spans(readings):
   """'a-b, c-d' of the runs of consecutive plateaued budgets."""
   spans, start, prev = [], None, None
@@ -109,16 +79,16 @@ def readings_figure(runs, path, from_step):
     for i, (steps, values) in enumerate(seeds):
       top.plot(steps, values, lw=0.8, alpha=0.7, label=f'seed {i}')
       budgets = np.asarray(steps)[np.asarray(steps) >= from_step]
-      changes = [changes_at([(steps, values)], b)[0] for b in budgets]
+      changes = [common.changes_at([(steps, values)], b)[0] for b in budgets]
       bottom.plot(budgets, 100 * np.asarray(changes), lw=0.8, color=top.lines[-1].get_color())
     top.plot(*mean, color='black', lw=1.6, label='mean')
     top.set(yscale='log', title=label, ylabel='FID')
-    readings = plateau_readings(seeds, from_step)
+    readings = common.plateau_readings(seeds, from_step)
     gap = np.median(np.diff([b for b, _ in readings])) if len(readings) > 1 else 1
     for budget, flat in readings:
       if flat:
         bottom.axvspan(budget - gap / 2, budget + gap / 2, color='tab:green', alpha=0.25, lw=0)
-    if (held := held_from(readings)) is not None:
+    if (held := common.converged_at(readings)) is not None:
       for ax in (top, bottom):
         ax.axvspan(held, common.PLATEAU_HOLD * held, color='tab:green', alpha=0.15, lw=0)
         ax.axvline(held, color='tab:green', lw=1.5)
@@ -152,8 +122,8 @@ def main(argv=None):
                      os.path.basename(os.path.normpath(args.run_b)): b},
                     args.figure, args.readings_from)
   for name, run in ((args.run_a, a), (args.run_b, b)):
-    readings = plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
-    held = held_from(readings)
+    readings = common.plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
+    held = common.converged_at(readings)
     print(f'{name}: reads plateaued at {sum(f for _, f in readings)} of {len(readings)} '
           f'budgets from {args.readings_from:,.0f}: {_spans(readings)}; '
           + (f'converged at {held:,} (its reading holds to {common.PLATEAU_HOLD} x)' if held
@@ -166,7 +136,7 @@ def main(argv=None):
   best = min(fits)[1]
   print(f'best stretch {best}; A\'s predicted last-quarter FID change per seed (B at T / {best}):')
   for budget in map(float, args.budgets.split(',')):
-    changes = changes_at(plots.per_seed(b, 'fid'), budget / best)
+    changes = common.changes_at(plots.per_seed(b, 'fid'), budget / best)
     print(f'  T = {budget:,.0f} (B at {budget / best:,.0f}): ' +
           ', '.join(f'{c * 100:+.1f}%' for c in changes) +
           f' -> {common.plateau_verdict(changes)}')
