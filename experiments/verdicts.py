@@ -81,7 +81,8 @@ def convergence_lines(values, converged):
   `converged`: {run: the budget from which the reading holds, '' for none}.
   """
   lines = ['| run | fitted FID change over the last quarter, mean | per seed | verdict | '
-           f'converged at (the reading holds to {common.PLATEAU_HOLD} x) |', '|---|---|---|---|---|']
+           f'converged at (the reading holds to {common.PLATEAU_HOLD} x) |',
+           '|---|---|---|---|---|']
   for name, metrics in values.items():
     changes = metrics.get('fid_change_last_quarter')
     if not changes:

@@ -66,7 +66,7 @@ def _spans(readings):
 
 
 def readings_figure(runs, path, from_step):
-  """Per run (a column): the FID of each seed and their mean, and under it the rule read at every budget.
+  """Per run, a column: each seed's FID and their mean, and under it the rule read at every budget.
 
   The lower panel draws each seed's last-quarter change had the run stopped at
   that budget, the -10% line, the budgets that read plateaued shaded, and the
@@ -96,6 +96,7 @@ def readings_figure(runs, path, from_step):
     bottom.set(xlabel='budget (step)', ylabel='last-quarter change (%)')
     for ax in (top, bottom):
       ax.grid(alpha=0.3)
+      ax.xaxis.set_major_formatter(lambda x, _: f'{x / 1000:g}k')
   axes[0, 0].legend(fontsize='x-small')
   fig.suptitle('FID, and the plateau rule read at every budget (green: reads plateaued)',
                fontsize='medium')
