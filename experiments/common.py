@@ -185,11 +185,15 @@ def changes_at(seeds, budget):
   return changes
 
 
+def reads_plateaued(changes):
+  """Whether the rule reads a cell with these per-seed last-quarter changes plateaued."""
+  return plateau_verdict(changes).startswith('plateaued')
+
+
 def plateau_readings(seeds, from_step=0):
   """[(budget, plateaued?)] at each evaluation >= from_step, as if the run had stopped there."""
   steps = np.asarray(seeds[0][0])
-  return [(int(t), plateau_verdict(changes_at(seeds, t)).startswith('plateaued'))
-          for t in steps[steps >= from_step]]
+  return [(int(t), reads_plateaued(changes_at(seeds, t))) for t in steps[steps >= from_step]]
 
 
 def converged_at(readings, hold=PLATEAU_HOLD):

@@ -150,7 +150,8 @@ def window_trend(steps, values, start=0.75):
   return steps[window], fitted, float(np.expm1(fit.slope * (1.0 - start) * steps[-1]))
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+  """Lays out `fig`, writes it to `path` (its folder made), closes it; returns the path."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
@@ -179,7 +180,7 @@ def plot_losses(scalars, path, smoothing=0.0):
   """D and G losses over steps."""
   fig, ax = plt.subplots(figsize=(7, 4))
   _plot_panel(ax, scalars, LOSS_TAGS, smoothing, 'Losses', 'loss')
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_discriminator(scalars, path, smoothing=0.0):
@@ -192,7 +193,7 @@ def plot_discriminator(scalars, path, smoothing=0.0):
   _plot_panel(axes[1], scalars, D_ACC_TAGS, smoothing, 'D accuracy', 'accuracy', 0.5)
   for ax in axes:
     ax.set_ylim(-0.02, 1.02)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_quality(scalars, path):
@@ -204,7 +205,7 @@ def plot_quality(scalars, path):
   for ax, tag in zip(axes[0], present):
     _plot_panel(ax, scalars, [tag], 0.0, TITLES[tag], tag)
     ax.lines[0].set_marker('o')
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def plot_training_curves(workdir, outdir=None, smoothing=0.0):
@@ -277,7 +278,7 @@ def compare_runs(runs, path, tags=('fid',), smoothing=0.0, logy=False):
       ax.legend(fontsize='small')
   for ax in list(axes.flat)[len(tags):]:
     ax.axis('off')
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=None, floors=None):
@@ -339,7 +340,7 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
     if not ax.lines:
       ax.axis('off')
   fig.suptitle(f'{TITLES.get(tag, tag)}, per seed', fontsize='medium')
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _share_ylim(axes):

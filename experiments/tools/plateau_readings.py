@@ -76,14 +76,14 @@ def readings_figure(runs, path, from_step):
                            sharex='col', gridspec_kw={'height_ratios': (3, 2)})
   for (label, scalars), (top, bottom) in zip(runs.items(), axes.T):
     seeds, mean = plots.per_seed(scalars, 'fid'), scalars['fid']
+    budgets = np.asarray(seeds[0][0])[np.asarray(seeds[0][0]) >= from_step]
+    changes = np.array([common.changes_at(seeds, b) for b in budgets])  # [budget, seed]
     for i, (steps, values) in enumerate(seeds):
-      top.plot(steps, values, lw=0.8, alpha=0.7, label=f'seed {i}')
-      budgets = np.asarray(steps)[np.asarray(steps) >= from_step]
-      changes = [common.changes_at([(steps, values)], b)[0] for b in budgets]
-      bottom.plot(budgets, 100 * np.asarray(changes), lw=0.8, color=top.lines[-1].get_color())
+      line, = top.plot(steps, values, lw=0.8, alpha=0.7, label=f'seed {i}')
+      bottom.plot(budgets, 100 * changes[:, i], lw=0.8, color=line.get_color())
     top.plot(*mean, color='black', lw=1.6, label='mean')
     top.set(yscale='log', title=label, ylabel='FID')
-    readings = common.plateau_readings(seeds, from_step)
+    readings = [(int(b), common.reads_plateaued(c)) for b, c in zip(budgets, changes)]
     gap = np.median(np.diff([b for b, _ in readings])) if len(readings) > 1 else 1
     for budget, flat in readings:
       if flat:
@@ -100,10 +100,7 @@ def readings_figure(runs, path, from_step):
   axes[0, 0].legend(fontsize='x-small')
   fig.suptitle('FID, and the plateau rule read at every budget (green: reads plateaued)',
                fontsize='medium')
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plots.save_figure(fig, path)
 
 
 def main(argv=None):
