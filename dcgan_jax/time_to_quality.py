@@ -59,8 +59,8 @@ def seconds_to(curve, target):
 
 def plot(curves, target, path):
   """FID against wall seconds: a line per run, a colour per implementation, the target dashed."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
+  # plots first: importing it selects matplotlib's file-only Agg backend.
+  from dcgan_jax.analysis import plots  # pylint: disable=g-import-not-at-top
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(6, 4))
   for color, (label, runs) in zip(('C0', 'C1'), curves.items()):
@@ -73,10 +73,7 @@ def plot(curves, target, path):
   ax.set_yscale('log')
   ax.grid(alpha=0.3)
   ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plots.save_figure(fig, path)
 
 
 def benchmark_time_to_quality(config, torch_threads=None, target_fid=None, curve_png=None,

@@ -22,6 +22,7 @@ from sklearn import preprocessing
 from sklearn import svm
 
 from dcgan_jax.analysis import latent  # pylint: disable=wrong-import-position
+from dcgan_jax.analysis import plots  # pylint: disable=wrong-import-position
 
 # ---------------------------------------------------------------------------
 # Discriminator features.
@@ -218,11 +219,7 @@ def plot_confusion_matrices(results, path, class_names=None, normalize=True):
     display.plot(ax=ax, colorbar=False, values_format='.2f' if normalize else 'd',
                  cmap='Blues', xticks_rotation=45 if class_names is not None else 'horizontal')
     ax.set_title(f'{result.name}: accuracy {result.accuracy:.3f}')
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plots.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------
@@ -305,11 +302,7 @@ def plot_clusters(result, path, true_labels=None, title=''):
     ax.set_ylabel('component 2')
   fig.suptitle(f'{title} silhouette {result.silhouette:.4f}, compactness '
                f'{result.compactness:.4f}'.strip())
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
-  return path
+  return plots.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------
