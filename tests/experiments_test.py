@@ -441,3 +441,10 @@ def test_plateau_readings_command_line(tmp_path, capsys):
   assert lines[1].endswith('shallow: reads plateaued at 61 of 61 budgets from 10,000: '
                            '10,000-40,000; converged at 10,000 (its reading holds to 1.25 x)')
   assert figure.stat().st_size > 10_000
+
+
+def test_plateau_readings_labels_runs_of_the_same_name_apart():
+  from experiments.tools import plateau_readings as tool  # pylint: disable=g-import-not-at-top
+  assert tool.run_labels(('a/runs/baseline', 'a/runs/lr_2e-4/')) == ['baseline', 'lr_2e-4']
+  assert tool.run_labels(('r/cpu/s/runs/lr_1e-4', 'r/cpu_next/s/runs/lr_1e-4')) == [
+      'cpu/s/runs/lr_1e-4', 'cpu_next/s/runs/lr_1e-4']

@@ -65,6 +65,16 @@ def _spans(readings):
   return ', '.join(spans) or 'none'
 
 
+def run_labels(paths):
+  """A column title per run: its folder's name, or its path below the common folder where names repeat."""
+  paths = [os.path.normpath(p) for p in paths]
+  names = [os.path.basename(p) for p in paths]
+  if len(set(names)) == len(names):
+    return names
+  common_dir = os.path.commonpath([os.path.abspath(p) for p in paths])
+  return [os.path.relpath(os.path.abspath(p), common_dir) for p in paths]
+
+
 def readings_figure(runs, path, from_step):
   """Per run, a column: each seed's FID and their mean, and under it the rule read at every budget.
 
@@ -116,9 +126,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   a, b = plots.read_scalars(args.run_a), plots.read_scalars(args.run_b)
   if args.figure:
-    readings_figure({os.path.basename(os.path.normpath(args.run_a)): a,
-                     os.path.basename(os.path.normpath(args.run_b)): b},
-                    args.figure, args.readings_from)
+    readings_figure(dict(zip(run_labels((args.run_a, args.run_b)), (a, b))), args.figure,
+                    args.readings_from)
   for name, run in ((args.run_a, a), (args.run_b, b)):
     readings = common.plateau_readings(plots.per_seed(run, 'fid'), args.readings_from)
     held = common.converged_at(readings)
