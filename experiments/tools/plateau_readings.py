@@ -66,13 +66,13 @@ def _spans(readings):
 
 
 def run_labels(paths):
-  """A column title per run: its folder's name, or its path below the common folder where names repeat."""
-  paths = [os.path.normpath(p) for p in paths]
+  """A title per run: its folder name or, where names repeat, its path below their common folder."""
+  paths = [os.path.abspath(p) for p in paths]
   names = [os.path.basename(p) for p in paths]
-  if len(set(names)) == len(names):
+  if len(set(names)) == len(names) or len(set(paths)) == 1:
     return names
-  common_dir = os.path.commonpath([os.path.abspath(p) for p in paths])
-  return [os.path.relpath(os.path.abspath(p), common_dir) for p in paths]
+  common_dir = os.path.commonpath(paths)
+  return [os.path.relpath(p, common_dir) for p in paths]
 
 
 def readings_figure(runs, path, from_step):
