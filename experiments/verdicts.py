@@ -34,11 +34,11 @@ def _rows(csv_path):
     return list(csv.DictReader(f))
 
 
-def per_seed_values(csv_path):
-  """{run: {metric: [per-seed floats]}} from a results.csv of runs with seeds."""
+def per_seed_values(rows):
+  """{run: {metric: [per-seed floats]}} from the rows of a results.csv of runs with seeds."""
   return {row['run']: {column[:-len('_seeds')]: [float(v) for v in ast.literal_eval(text)]
                        for column, text in row.items() if column.endswith('_seeds') and text}
-          for row in _rows(csv_path)}
+          for row in rows}
 
 
 def _mean(xs):
@@ -98,9 +98,9 @@ def convergence_lines(values, converged):
 def write_verdicts(study_dir, study):
   """Writes study_dir/verdicts.md from study_dir/results.csv; returns its path (None: no seeds)."""
   comparisons = getattr(study, 'COMPARISONS', ())
-  csv_path = os.path.join(study_dir, 'results.csv')
-  values = per_seed_values(csv_path)
-  converged = {row['run']: row.get('fid_converged_at') for row in _rows(csv_path)}
+  rows = _rows(os.path.join(study_dir, 'results.csv'))
+  values = per_seed_values(rows)
+  converged = {row['run']: row.get('fid_converged_at') for row in rows}
   if not comparisons or not any(values.values()):
     return None
   lines = [f'# Verdicts: study {study.TITLE}', '',
