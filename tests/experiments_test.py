@@ -414,6 +414,17 @@ def test_plateau_readings_and_step_stretch_on_power_laws():
   assert common.converged_at(stairs, hold=1.1) == 10_000
   assert common.converged_at(readings) == 10_000
   assert common.converged_at(common.plateau_readings(steep, 10_000)) is None
+  # The power law at the rule's exponent falls by the rule's 10% a quarter (read by
+  # the Theil-Sen path). A curve bending to a floor, F = b t^-0.5 + 5, has the local
+  # exponent -d log F / d log t = 0.5 b t^-0.5 / F, read at each window's middle.
+  assert tool.power_law_exponent(steps, 500.0 * steps ** -0.3) == pytest.approx(0.3)
+  edge = [(steps, 500.0 * steps ** -tool.rule_exponent())]
+  assert common.changes_at(edge, 40_000) == [pytest.approx(-common.PLATEAU_CHANGE, abs=1e-3)]
+  bending = tool.local_exponents((steps, 500.0 * steps ** -0.5 + 5.0), from_step=2_000)
+  assert bending[-1][1] == 40_000 and bending[0][0] >= 2_000 and len(bending) == 7
+  for lo, hi, exponent in bending:
+    power = 500.0 * (lo * hi) ** -0.25
+    assert exponent == pytest.approx(0.5 * power / (power + 5.0), rel=0.01)
   # A is B slowed 3 times: A(t) = B(t / 3). The misfit is least at 3, and ~0 there.
   b = (steps, 500.0 * steps ** -0.3 + 5.0)
   a = (steps, 500.0 * (steps / 3) ** -0.3 + 5.0)
@@ -438,8 +449,11 @@ def test_plateau_readings_command_line(tmp_path, capsys):
   lines = capsys.readouterr().out.splitlines()
   assert lines[0].endswith('steep: reads plateaued at 0 of 61 budgets from 10,000: none; '
                            'no reading holds yet')
-  assert lines[1].endswith('shallow: reads plateaued at 61 of 61 budgets from 10,000: '
+  assert lines[2].endswith('shallow: reads plateaued at 61 of 61 budgets from 10,000: '
                            '10,000-40,000; converged at 10,000 (its reading holds to 1.25 x)')
+  # Both means are power laws: every window reads their exponent.
+  for line, exponent in ((lines[1], '0.50'), (lines[3], '0.20')):
+    assert line.count(f'e = {exponent}') == 3 and 'e > 0.37' in line
   assert figure.stat().st_size > 10_000
 
 

@@ -14,9 +14,15 @@ r"""Where the plateau rule reads a run flat, and how two runs' FID curves relate
    --from_step on that B covers. The rule reads a relative change over the
    last quarter, which a stretch leaves unchanged, so B's reading at T / a is
    what the mean curve says of A at T (per seed it is not: seeds differ).
+3. For each run, the exponent e of its mean FID curve read as a power law,
+   FID ∝ step^-e, over windows of a factor 1.5 in steps back from its last
+   evaluation. A power law falls by 1 - 0.75^e over the last quarter of every
+   budget, so the rule never reads its mean plateaued while e stays above
+   `rule_exponent()` (0.37): such a curve converges only where it bends.
 """
 
 import argparse
+import math
 import os
 
 import matplotlib.pyplot as plt
@@ -50,6 +56,28 @@ def stretch_misfit(a_curve, b_curve, stretch, from_step, width=9):
     return float('nan'), 0
   predicted = np.interp(t[keep], b_steps, b_values)
   return float(np.sqrt(np.mean((np.log(a_values[keep]) - np.log(predicted)) ** 2))), int(keep.sum())
+
+
+def power_law_exponent(steps, values):
+  """e of the least-squares line log FID = c - e log step: 0 on a plateau."""
+  return float(-np.polyfit(np.log(steps), np.log(values), 1)[0])
+
+
+def rule_exponent():
+  """The exponent above which a power law falls by more than the rule's change a quarter."""
+  return math.log(1 - common.PLATEAU_CHANGE) / math.log(0.75)
+
+
+def local_exponents(curve, from_step, factor=1.5):
+  """[(lo, hi, e)]: `power_law_exponent` over [hi / factor, hi], hi stepping back from the end."""
+  steps, values = np.asarray(curve[0], np.float64), np.asarray(curve[1], np.float64)
+  out, hi = [], steps[-1]
+  while hi / factor >= max(from_step, steps[0]):
+    keep = (steps >= hi / factor) & (steps <= hi)
+    if keep.sum() >= common.PLATEAU_MIN_EVALS:
+      out.append((float(hi / factor), float(hi), power_law_exponent(steps[keep], values[keep])))
+    hi /= factor
+  return out[::-1]
 
 
 def _spans(readings):
@@ -135,6 +163,10 @@ def main(argv=None):
           f'budgets from {args.readings_from:,.0f}: {_spans(readings)}; '
           + (f'converged at {held:,} (its reading holds to {common.PLATEAU_HOLD} x)' if held
              else 'no reading holds yet'))
+    print(f'  mean FID as step^-e (the rule reads a power law falling while e > '
+          f'{rule_exponent():.2f}): ' + '; '.join(
+              f'{lo:,.0f}-{hi:,.0f} e = {e:.2f} ({100 * (0.75 ** e - 1):+.1f}% a quarter)'
+              for lo, hi, e in local_exponents(run['fid'], args.readings_from)))
   fits = []
   for stretch in map(float, args.stretches.split(',')):
     misfit, points = stretch_misfit(a['fid'], b['fid'], stretch, args.from_step)
