@@ -65,7 +65,7 @@ def power_law_exponent(steps, values):
 
 def rule_exponent():
   """The exponent above which a power law falls by more than the rule's change a quarter."""
-  return math.log(1 - common.PLATEAU_CHANGE) / math.log(0.75)
+  return math.log(1 - common.PLATEAU_CHANGE) / math.log(common.PLATEAU_WINDOW)
 
 
 def local_exponents(curve, from_step, factor=1.5):
@@ -165,7 +165,7 @@ def main(argv=None):
              else 'no reading holds yet'))
     print(f'  mean FID as step^-e (the rule reads a power law falling while e > '
           f'{rule_exponent():.2f}): ' + '; '.join(
-              f'{lo:,.0f}-{hi:,.0f} e = {e:.2f} ({100 * (0.75 ** e - 1):+.1f}% a quarter)'
+              f'{lo:,.0f}-{hi:,.0f} e = {e:.2f} ({100 * (common.PLATEAU_WINDOW ** e - 1):+.1f}% a quarter)'
               for lo, hi, e in local_exponents(run['fid'], args.readings_from)))
   fits = []
   for stretch in map(float, args.stretches.split(',')):
