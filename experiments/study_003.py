@@ -5,9 +5,8 @@ from experiments import common
 TITLE = '003: SN-DCGAN on CIFAR-10 at three learning rates'
 # 34,000 steps of batch 64 (2,176,000 images), an evaluation and checkpoint every
 # 1,000: the earliest budget at which lr 1e-4's plateau reading holds to 1.25 times
-# it (experiments/README.md, "When the reading holds"). The grid at this budget is
-# built a few cells a session in results/cpu_34k; results/cpu holds the 24,000-step
-# grid until it is complete.
+# it (experiments/README.md, "When the reading holds"); results/cpu_24k keeps the
+# grid at the 24,000 steps it had before.
 CPU_STEPS = 34_000
 # 100 epochs of the 50,000 CIFAR-10 training images per learning rate, batch 128.
 EPOCH_STEPS = common.epochs_to_steps('cifar10', 100, 128)
