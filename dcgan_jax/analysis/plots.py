@@ -296,9 +296,10 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
       shaded and each seed's `window_trend` is drawn dashed (e.g. 0.75: the
       last quarter, the window of the studies' plateau rule).
     zoom_from: if set, a second row of panels under each row: the curves from
-      this fraction of the last step on, on linear y axes shared by the row,
-      where a late plateau (or its absence) is visible; a log axis spanning
-      the whole run draws it flat.
+      this fraction of the last step on, each on its own linear y axis, where
+      a late plateau (or its absence) is visible; a log axis spanning the
+      whole run draws it flat, and so would a range shared with a run whose
+      FID is a hundred times higher (the full panels above compare runs).
     floors: {label: value} of runs to mark with a dotted line, e.g. the FID of
       held-out real images (`train.real_data_scores`): the curve's floor.
 
@@ -332,7 +333,6 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
     if logy:
       full[row, col].set_yscale('log')
   _share_ylim(full)
-  _share_ylim(zoom)
   for ax in axes[-1]:
     ax.set_xlabel('step')
   axes.flat[0].legend(fontsize='x-small')
@@ -344,11 +344,11 @@ def seed_curves(runs, path, tag='fid', logy=True, trend_from=None, zoom_from=Non
 
 
 def _share_ylim(axes):
-  """Gives the panels of `axes` (None: none) that drew something the union of their y ranges.
+  """Gives the panels of `axes` that drew something the union of their y ranges.
 
-  So that runs compare at a glance (the full panels share one range, the zoomed ones another).
+  So that runs compare at a glance.
   """
-  used = [ax for ax in axes.flat if ax.lines] if axes is not None else []
+  used = [ax for ax in axes.flat if ax.lines]
   if not used:
     return
   lo = min(ax.get_ylim()[0] for ax in used)
